@@ -1,0 +1,105 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// Token verification errors. All carry catalog codes; ErrWrongJob maps to
+// HTTP 403 and close code 4003, the others to 401 and 4001/4003.
+var (
+	ErrTokenExpired = &jobcast.Error{Code: protocol.ErrTokenExpired, Message: "token expired"}
+	ErrTokenInvalid = &jobcast.Error{Code: protocol.ErrTokenInvalid, Message: "token invalid"}
+	ErrWrongJob     = &jobcast.Error{Code: protocol.ErrTokenInvalid, Message: "token is not valid for this job"}
+	ErrTokenRevoked = &jobcast.Error{Code: protocol.ErrTokenInvalid, Message: "token revoked"}
+	ErrNoToken      = &jobcast.Error{Code: protocol.ErrTokenInvalid, Message: "no token: send it as Authorization: Bearer, ?token=, the bearer.<token> subprotocol, or in a hello frame"}
+)
+
+// Tokens issues and verifies client tokens.
+type Tokens struct {
+	ring  *Keyring
+	ttl   time.Duration
+	clock jobcast.Clock
+}
+
+// NewTokens returns a token service signing with ring's current key.
+func NewTokens(ring *Keyring, ttl time.Duration, clock jobcast.Clock) *Tokens {
+	return &Tokens{ring: ring, ttl: ttl, clock: clock}
+}
+
+// Claims are what a verified token says.
+type Claims struct {
+	JobID    string
+	IssuedAt time.Time // zero when the token has no iat
+	Expires  time.Time
+}
+
+// Issue mints a token for jobID, valid for the configured TTL.
+func (t *Tokens) Issue(jobID string) (string, time.Time, error) {
+	now := t.clock.Now()
+	exp := now.Add(t.ttl)
+	key := t.ring.Current()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject:   jobID,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	})
+	tok.Header["kid"] = key.ID
+	s, err := tok.SignedString(key.Secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	return s, exp.Truncate(time.Second), nil
+}
+
+// Verify checks the token's signature and expiry, and that it opens jobID
+// (any job when jobID is empty). The returned errors are the ones above.
+func (t *Tokens) Verify(raw, jobID string) (*Claims, error) {
+	if raw == "" {
+		return nil, ErrNoToken
+	}
+	var rc jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(raw, &rc, func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		if kid == "" {
+			return t.ring.Current().Secret, nil
+		}
+		k, ok := t.ring.Lookup(kid)
+		if !ok {
+			return nil, errors.New("unknown kid")
+		}
+		return k.Secret, nil
+	},
+		jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}),
+		jwt.WithTimeFunc(t.clock.Now),
+		jwt.WithExpirationRequired(),
+	)
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return nil, ErrTokenExpired
+		}
+		return nil, ErrTokenInvalid
+	}
+	if rc.Subject == "" {
+		return nil, ErrTokenInvalid
+	}
+	if jobID != "" && rc.Subject != jobID {
+		return nil, ErrWrongJob
+	}
+	c := &Claims{JobID: rc.Subject, Expires: rc.ExpiresAt.Time}
+	if rc.IssuedAt != nil {
+		c.IssuedAt = rc.IssuedAt.Time
+	}
+	return c, nil
+}
+
+// Revoked reports whether a token with these claims was revoked for job.
+func Revoked(c *Claims, job *jobcast.Job) bool {
+	return !job.TokensNotBefore.IsZero() && c.IssuedAt.Before(job.TokensNotBefore)
+}

@@ -1,0 +1,545 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// Errors Run returns when retrying cannot help.
+var (
+	ErrJobNotFound  = errors.New("jobcast: job not found")
+	ErrTokenInvalid = errors.New("jobcast: token not valid for this job")
+	ErrTokenExpired = errors.New("jobcast: token expired and no TokenFunc to refresh it")
+	ErrGaveUp       = errors.New("jobcast: gave up reconnecting")
+)
+
+// ClientContext is what the client tells the server about itself; the
+// server segments telemetry by it.
+type ClientContext struct {
+	AppVersion  string
+	OSVersion   string
+	NetworkType string // wifi, cellular, ethernet or unknown
+	DeviceModel string
+}
+
+// Config configures a Watcher.
+type Config struct {
+	// URL is the WebSocket endpoint, e.g. ws://host:8080/ws/progress, or the
+	// websocketUrl returned at job creation.
+	URL   string
+	JobID string
+	// Token opens the job; TokenFunc, if set, is called for a fresh one when
+	// the server says the token expired (and once when it was rejected).
+	Token     string
+	TokenFunc func(ctx context.Context) (string, error)
+	Context   ClientContext
+	// TokenIn selects how the token travels: "header" (default),
+	// "query", "subprotocol" (as browsers must) or "hello".
+	TokenIn string
+	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms, 30s);
+	// each failed attempt doubles the delay, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAttempts stops after this many failed attempts in a row (0: never).
+	MaxAttempts int
+	// Dialer dials the WebSocket (default: 10s handshake timeout).
+	Dialer *websocket.Dialer
+
+	// OnReady is called for each ready frame (each connection).
+	OnReady func(protocol.Ready)
+	// OnMessage is called for each job message (job_* and error frames with
+	// a seq), exactly once per seq, in seq order.
+	OnMessage func(protocol.Envelope)
+	// OnEvent is called on connection lifecycle changes.
+	OnEvent func(Event)
+}
+
+// Event is a connection lifecycle change.
+type Event struct {
+	Kind      string        // "connected", "disconnected", "reconnecting"
+	Attempt   int           // failed attempts since the last good connection
+	Delay     time.Duration // for "reconnecting"
+	CloseCode int           // for "disconnected", 0 when the connection just broke
+	Reason    string
+	Resumed   bool // for "connected"
+}
+
+// Stats counts what a Watcher did.
+type Stats struct {
+	Connects   int // successful connections (ready received)
+	Resumes    int // connections that resumed from a lastSeq
+	Failures   int // failed connection attempts and broken connections
+	Messages   int // job messages delivered to OnMessage
+	Duplicates int // job messages dropped as already seen
+	Pings      int // server pings answered
+}
+
+// Watcher watches one job until it finishes, reconnecting as needed.
+type Watcher struct {
+	cfg Config
+
+	mu       sync.Mutex
+	state    protocol.JobState
+	lastSeq  int64
+	haveSeq  bool
+	token    string
+	stats    Stats
+	ready    protocol.Ready
+	current  *websocket.Conn
+	finished bool
+}
+
+// NewWatcher validates cfg and returns a Watcher.
+func NewWatcher(cfg Config) (*Watcher, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("jobcast: Config.URL is required")
+	}
+	if cfg.Token == "" && cfg.TokenFunc == nil {
+		return nil, errors.New("jobcast: Config.Token or TokenFunc is required")
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	}
+	switch cfg.TokenIn {
+	case "", "header", "query", "subprotocol", "hello":
+	default:
+		return nil, fmt.Errorf("jobcast: TokenIn %q: use header, query, subprotocol or hello", cfg.TokenIn)
+	}
+	return &Watcher{cfg: cfg, token: cfg.Token}, nil
+}
+
+// State returns the job state as last known: the ready snapshot with every
+// later message applied.
+func (w *Watcher) State() protocol.JobState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+// LastSeq returns the highest seq delivered to OnMessage.
+func (w *Watcher) LastSeq() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastSeq
+}
+
+// Stats returns counters of what the watcher did so far.
+func (w *Watcher) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// Ready returns the last ready payload.
+func (w *Watcher) Ready() protocol.Ready {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ready
+}
+
+// Drop breaks the current connection without a close handshake, as a lost
+// network would; the watcher reconnects and resumes. For tests and demos.
+func (w *Watcher) Drop() {
+	w.mu.Lock()
+	c := w.current
+	w.mu.Unlock()
+	if c != nil {
+		c.NetConn().Close()
+	}
+}
+
+// closeInfo says how a connection ended.
+type closeInfo struct {
+	code   int
+	reason string
+	err    error // fatal: stop
+	// retryAfter is a server-requested minimum delay.
+	retryAfter time.Duration
+	// refresh asks for a new token before the next attempt.
+	refresh bool
+	// good is set when the connection got as far as ready.
+	good bool
+}
+
+// Run watches the job until it finishes (nil), ctx ends (ctx.Err()), or the
+// server says retrying cannot help (ErrJobNotFound, ErrTokenInvalid, …).
+func (w *Watcher) Run(ctx context.Context) error {
+	failed := 0
+	lastDisconnect := ""
+	refreshedAfterReject := false
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ci := w.connectOnce(ctx, failed, lastDisconnect)
+		w.mu.Lock()
+		finished := w.finished
+		w.mu.Unlock()
+		if finished {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ci.good {
+			failed = 0
+			refreshedAfterReject = false
+		}
+		w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason, Attempt: failed})
+		if ci.refresh {
+			if w.cfg.TokenFunc == nil {
+				if ci.err != nil {
+					return ci.err
+				}
+				return ErrTokenExpired
+			}
+			if ci.err != nil { // rejected: refresh once, then give up
+				if refreshedAfterReject {
+					return ci.err
+				}
+				refreshedAfterReject = true
+			}
+			tok, err := w.cfg.TokenFunc(ctx)
+			if err != nil {
+				return fmt.Errorf("jobcast: refresh token: %w", err)
+			}
+			w.mu.Lock()
+			w.token = tok
+			w.mu.Unlock()
+		} else if ci.err != nil {
+			return ci.err
+		}
+		if !ci.good {
+			failed++
+		}
+		w.mu.Lock()
+		w.stats.Failures++
+		w.mu.Unlock()
+		if w.cfg.MaxAttempts > 0 && failed >= w.cfg.MaxAttempts {
+			return fmt.Errorf("%w after %d attempts: %s", ErrGaveUp, failed, ci.reason)
+		}
+		lastDisconnect = ci.reason
+		delay := w.backoff(failed)
+		if ci.retryAfter > delay {
+			delay = ci.retryAfter
+		}
+		w.emit(Event{Kind: "reconnecting", Attempt: failed, Delay: delay, Reason: ci.reason})
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is capped exponential with equal jitter: half the step fixed, half
+// random, so that a crowd of clients spreads out but none retries instantly.
+func (w *Watcher) backoff(failed int) time.Duration {
+	d := w.cfg.MinBackoff
+	for i := 0; i < failed && d < w.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	if d > w.cfg.MaxBackoff {
+		d = w.cfg.MaxBackoff
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+func (w *Watcher) emit(e Event) {
+	if w.cfg.OnEvent != nil {
+		w.cfg.OnEvent(e)
+	}
+}
+
+// connectOnce dials, reads until the connection ends, and says how it ended.
+func (w *Watcher) connectOnce(ctx context.Context, failed int, lastDisconnect string) closeInfo {
+	w.mu.Lock()
+	token, lastSeq, haveSeq := w.token, w.lastSeq, w.haveSeq
+	w.mu.Unlock()
+
+	u, err := url.Parse(w.cfg.URL)
+	if err != nil {
+		return closeInfo{err: fmt.Errorf("jobcast: URL: %w", err)}
+	}
+	q := u.Query()
+	if w.cfg.JobID != "" {
+		q.Set("jobId", w.cfg.JobID)
+	}
+	h := http.Header{}
+	cc := w.cfg.Context
+	setIf := func(k, v string) {
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	setIf("X-App-Version", cc.AppVersion)
+	setIf("X-OS-Version", cc.OSVersion)
+	setIf("X-Network-Type", cc.NetworkType)
+	setIf("X-Device-Model", cc.DeviceModel)
+	if haveSeq {
+		h.Set("X-Last-Seq", strconv.FormatInt(lastSeq, 10))
+		h.Set("X-Reconnect-Attempt", strconv.Itoa(failed))
+		setIf("X-Last-Disconnect", lastDisconnect)
+	}
+	dialer := *w.cfg.Dialer
+	switch w.cfg.TokenIn {
+	case "", "header":
+		h.Set("Authorization", "Bearer "+token)
+	case "query":
+		q.Set("token", token)
+	case "subprotocol":
+		dialer.Subprotocols = []string{protocol.Subprotocol, protocol.BearerSubprotocolPrefix + token}
+	}
+	u.RawQuery = q.Encode()
+
+	ws, resp, err := dialer.DialContext(ctx, u.String(), h)
+	if err != nil {
+		return handshakeFailure(resp, err)
+	}
+	defer ws.Close()
+	w.mu.Lock()
+	w.current = ws
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.current = nil
+		w.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "client done"), time.Now().Add(time.Second))
+		ws.NetConn().Close()
+	})
+	defer stop()
+
+	if w.cfg.TokenIn == "hello" {
+		hello := protocol.Hello{
+			Token: token, AppVersion: cc.AppVersion, OSVersion: cc.OSVersion,
+			NetworkType: cc.NetworkType, DeviceModel: cc.DeviceModel,
+		}
+		if haveSeq {
+			hello.LastSeq = &lastSeq
+			hello.ReconnectAttempt = failed
+			hello.LastDisconnect = lastDisconnect
+		}
+		if err := writeFrame(ws, protocol.TypeHello, &hello); err != nil {
+			return closeInfo{reason: "write failed"}
+		}
+	}
+	return w.readLoop(ws)
+}
+
+func writeFrame(ws *websocket.Conn, typ string, payload any) error {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(&protocol.Envelope{V: protocol.Version, Type: typ, TS: time.Now().UnixMilli(), Payload: raw})
+	if err != nil {
+		return err
+	}
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return ws.WriteMessage(websocket.TextMessage, data)
+}
+
+func handshakeFailure(resp *http.Response, err error) closeInfo {
+	if resp == nil {
+		return closeInfo{reason: "dial: " + err.Error()}
+	}
+	defer resp.Body.Close()
+	var body [4096]byte
+	n, _ := resp.Body.Read(body[:])
+	ae := apiError(resp, body[:n])
+	ci := closeInfo{reason: fmt.Sprintf("handshake %d %s", ae.Status, ae.Code), retryAfter: ae.RetryAfter}
+	switch {
+	case ae.Code == protocol.ErrTokenExpired:
+		ci.refresh = true
+	case ae.Code == protocol.ErrTokenInvalid:
+		ci.refresh, ci.err = true, ErrTokenInvalid
+	case ae.Status == http.StatusNotFound && ae.Code == protocol.ErrJobNotFound:
+		ci.err = ErrJobNotFound
+	case ae.Status == http.StatusBadRequest:
+		ci.err = fmt.Errorf("jobcast: handshake rejected: %s", ae.Message)
+	}
+	return ci
+}
+
+// readLoop handles frames until the connection ends.
+func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
+	ci := closeInfo{}
+	deadline := 60 * time.Second // until ready says otherwise
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(deadline))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return w.classifyClose(err, ci)
+		}
+		env, err := protocol.DecodeServerFrame(data)
+		if err != nil {
+			continue // tolerate what we cannot read; the server is newer
+		}
+		switch env.Type {
+		case protocol.TypeReady:
+			var r protocol.Ready
+			if json.Unmarshal(env.Payload, &r) != nil {
+				continue
+			}
+			// A server is dead when neither a ping nor anything else
+			// arrives for a heartbeat plus the pong timeout.
+			deadline = time.Duration(r.HeartbeatIntervalMs+r.PongTimeoutMs)*time.Millisecond + 5*time.Second
+			ci.good = true
+			w.mu.Lock()
+			w.ready = r
+			if r.State.Seq >= w.state.Seq {
+				w.state = r.State
+			}
+			w.stats.Connects++
+			if r.Resumed {
+				w.stats.Resumes++
+			}
+			w.haveSeq = true
+			w.mu.Unlock()
+			if w.cfg.OnReady != nil {
+				w.cfg.OnReady(r)
+			}
+			w.emit(Event{Kind: "connected", Resumed: r.Resumed})
+		case protocol.TypePing:
+			var p protocol.Ping
+			_ = json.Unmarshal(env.Payload, &p)
+			if err := writeFrame(ws, protocol.TypePong, &protocol.Pong{ServerTime: p.ServerTime}); err != nil {
+				return w.classifyClose(err, ci)
+			}
+			w.mu.Lock()
+			w.stats.Pings++
+			w.mu.Unlock()
+		case protocol.TypePong:
+		default:
+			if env.Seq == 0 {
+				// A connection-level error (protocol, auth): the close
+				// frame that follows says what to do.
+				continue
+			}
+			w.onJobMessage(env)
+		}
+	}
+}
+
+func (w *Watcher) onJobMessage(env *protocol.Envelope) {
+	w.mu.Lock()
+	if env.Seq <= w.lastSeq {
+		w.stats.Duplicates++
+		w.mu.Unlock()
+		return
+	}
+	w.lastSeq = env.Seq
+	w.haveSeq = true
+	w.stats.Messages++
+	applyToState(&w.state, env)
+	if protocol.IsTerminal(env.Type) {
+		w.finished = true
+	}
+	w.mu.Unlock()
+	if w.cfg.OnMessage != nil {
+		w.cfg.OnMessage(*env)
+	}
+}
+
+// applyToState folds a job message into the state, when it is newer.
+func applyToState(s *protocol.JobState, env *protocol.Envelope) {
+	if env.Seq <= s.Seq {
+		return
+	}
+	s.Seq = env.Seq
+	if s.JobID == "" {
+		s.JobID, s.Pipeline = env.JobID, env.Pipeline
+	}
+	s.UpdatedAt = time.UnixMilli(env.TS).UTC()
+	switch env.Type {
+	case protocol.TypeJobStarted:
+		var p protocol.Started
+		_ = json.Unmarshal(env.Payload, &p)
+		if p.TotalCount > 0 {
+			s.TotalCount = p.TotalCount
+		}
+		s.Status = protocol.StatusRunning
+	case protocol.TypeJobProgress:
+		var p protocol.Progress
+		_ = json.Unmarshal(env.Payload, &p)
+		s.ProcessedCount = p.ProcessedCount
+		if p.TotalCount > 0 {
+			s.TotalCount = p.TotalCount
+		}
+		s.Status = protocol.StatusRunning
+	case protocol.TypeJobCompleted:
+		var p protocol.Completed
+		_ = json.Unmarshal(env.Payload, &p)
+		s.SuccessCount, s.FailureCount = p.SuccessCount, p.FailureCount
+		if n := p.SuccessCount + p.FailureCount; n > s.ProcessedCount {
+			s.ProcessedCount = n
+		}
+		if len(p.Result) > 0 {
+			s.Result = p.Result
+		}
+		s.Status = protocol.StatusCompleted
+	case protocol.TypeJobFailed, protocol.TypeError:
+		var p protocol.ErrorPayload
+		_ = json.Unmarshal(env.Payload, &p)
+		s.LastError = &p
+		if env.Type == protocol.TypeJobFailed {
+			s.Status = protocol.StatusFailed
+		}
+	}
+}
+
+// classifyClose maps how a connection ended onto what to do next.
+func (w *Watcher) classifyClose(err error, ci closeInfo) closeInfo {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		ci.code = ce.Code
+		ci.reason = fmt.Sprintf("close %d", ce.Code)
+		if ce.Text != "" {
+			ci.reason += ": " + ce.Text
+		}
+		switch ce.Code {
+		case protocol.CloseTokenExpired:
+			ci.refresh = true
+		case protocol.CloseTokenInvalid:
+			ci.refresh, ci.err = true, ErrTokenInvalid
+		case protocol.CloseJobNotFound:
+			ci.err = ErrJobNotFound
+		case protocol.CloseRateLimited:
+			ci.retryAfter = 5 * time.Second
+		}
+		return ci
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		ci.reason = "heartbeat_timeout"
+		return ci
+	}
+	ci.reason = "connection_lost"
+	return ci
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/httpapi"
+	"github.com/jobcast/jobcast/hub"
+	"github.com/jobcast/jobcast/inmem"
+	"github.com/jobcast/jobcast/jobs"
+	"github.com/jobcast/jobcast/sqlite"
+)
+
+// node is one running jobcast server in embedded mode.
+type node struct {
+	cfg       jobcast.Config
+	log       *slog.Logger
+	store     jobcast.JobStore
+	hub       *hub.Hub
+	api       *httpapi.API
+	retention *jobs.Retention
+	srv       *http.Server
+	ln        net.Listener
+	serveErr  chan error
+	// APIKey is the key generated on first start ("" if none was generated).
+	APIKey string
+}
+
+// startNode opens the stores, generates missing secrets, and starts serving.
+// Notes for the operator (a generated key) are written to out.
+func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer) (*node, error) {
+	clock := jobcast.SystemClock{}
+	if cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		cfg.NodeID = host
+		if cfg.NodeID == "" {
+			cfg.NodeID = "jobcast"
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	n := &node{cfg: cfg, log: log, serveErr: make(chan error, 1)}
+
+	// Secrets: configured ones win; otherwise generated into the data dir.
+	hashes, err := auth.LoadAPIKeyHashes(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.APIKeys) == 0 && len(hashes) == 0 {
+		key, err := auth.GenerateAPIKey(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		n.APIKey = key
+		cfg.APIKeys = append(cfg.APIKeys, key)
+		fmt.Fprintf(out, "Generated a producer API key. It is shown only this once (the data dir keeps its hash):\n\n    %s\n\n", key)
+	}
+	apiKeys, err := auth.NewAPIKeys(cfg.APIKeys, hashes)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminToken == "" {
+		tok, created, err := auth.LoadOrCreateAdminToken(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AdminToken = tok
+		if created {
+			fmt.Fprintf(out, "Generated an admin token into %s\n", filepath.Join(cfg.DataDir, auth.AdminTokenFile))
+		}
+	}
+	ring, err := auth.LoadOrCreateKeyring(cfg.DataDir, cfg.JWTSecret, clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	tokens := auth.NewTokens(ring, cfg.TokenTTL, clock)
+
+	store, err := sqlite.OpenJobStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	if err != nil {
+		return nil, err
+	}
+	n.store = store
+	catalog := jobcast.NewCatalog(cfg.Errors)
+	broker := inmem.NewBroker()
+	svc := jobs.New(store, broker, catalog, clock, log)
+	n.hub = hub.New(hub.Options{
+		Config: cfg, Store: store, Broker: broker, Tokens: tokens,
+		Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID,
+	})
+	n.api = httpapi.New(httpapi.Options{
+		Config: cfg, Jobs: svc, Hub: n.hub, Tokens: tokens, APIKeys: apiKeys,
+		Clock: clock, Log: log,
+		Ready: func() error {
+			_, err := store.GetJob(context.Background(), "readyz-probe")
+			if errors.Is(err, jobcast.ErrJobNotFound) {
+				return nil
+			}
+			return err
+		},
+	})
+	n.retention = jobs.NewRetention(store, clock, log, cfg.JobRetention)
+	n.retention.Start()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		n.retention.Stop()
+		store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	n.ln = ln
+	n.srv = &http.Server{
+		Handler:           n.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() { n.serveErr <- n.srv.Serve(ln) }()
+	n.cfg = cfg
+	return n, nil
+}
+
+// URL is the node's base URL on loopback.
+func (n *node) URL() string {
+	addr := n.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(addr.Port)))
+}
+
+// shutdown drains producers, closes clients with 1001, stops the HTTP server
+// and closes the stores, within ctx.
+func (n *node) shutdown(ctx context.Context) error {
+	n.api.Drain()
+	var errs []error
+	if err := n.hub.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close client connections: %w", err))
+	}
+	if err := n.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop HTTP server: %w", err))
+	}
+	n.retention.Stop()
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	return errors.Join(errs...)
+}

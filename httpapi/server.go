@@ -1,0 +1,311 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/hub"
+	"github.com/jobcast/jobcast/internal/httputil"
+	"github.com/jobcast/jobcast/internal/ratelimit"
+	"github.com/jobcast/jobcast/jobs"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// Options are the API's dependencies.
+type Options struct {
+	Config  jobcast.Config
+	Jobs    *jobs.Service
+	Hub     *hub.Hub
+	Tokens  *auth.Tokens
+	APIKeys *auth.APIKeys
+	Clock   jobcast.Clock
+	Log     *slog.Logger
+	// Ready reports whether dependencies are healthy, for /readyz.
+	Ready func() error
+}
+
+// API is the HTTP handler of a jobcast node.
+type API struct {
+	opt      Options
+	mux      *http.ServeMux
+	reqRate  *ratelimit.Limiter
+	draining atomic.Bool
+}
+
+// New returns the API handler with every route mounted.
+func New(opt Options) *API {
+	a := &API{opt: opt, mux: http.NewServeMux(), reqRate: ratelimit.New(opt.Config.RequestsPerSecPerIP, 0)}
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.Handle("GET /ws/progress", opt.Hub)
+	a.mux.HandleFunc("POST /v1/jobs", a.producer(a.createJob))
+	a.mux.HandleFunc("GET /v1/jobs/{jobId}", a.producer(a.getJob))
+	a.mux.HandleFunc("POST /v1/jobs/{jobId}/events", a.producer(a.appendEvents))
+	a.mux.HandleFunc("POST /v1/jobs/{jobId}/token", a.producer(a.newToken))
+	a.mux.HandleFunc("DELETE /v1/jobs/{jobId}/tokens", a.producer(a.revokeTokens))
+	a.mux.HandleFunc("GET /v1/connections", a.admin(a.connections))
+	a.mux.HandleFunc("GET /v1/errors", a.admin(a.errorCatalog))
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httputil.WriteError(w, http.StatusNotFound, jobcast.Errorf("E_NOT_FOUND", "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+// Drain makes producer endpoints answer 503 with Retry-After, for graceful
+// shutdown.
+func (a *API) Drain() { a.draining.Store(true) }
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			a.opt.Log.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v))
+			httputil.WriteError(w, http.StatusInternalServerError, errors.New("panic"))
+		}
+	}()
+	if !strings.HasPrefix(r.URL.Path, "/ws/") && !strings.HasPrefix(r.URL.Path, "/healthz") {
+		if !a.reqRate.Allow(httputil.ClientIP(r), a.opt.Clock.Now()) {
+			w.Header().Set("Retry-After", "1")
+			httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many requests from this address"))
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	a.mux.ServeHTTP(w, r)
+	// Only the path is logged: tokens may travel in the query string.
+	a.opt.Log.Debug("request", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
+}
+
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// producer guards a producer endpoint with an API key.
+func (a *API) producer(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			w.Header().Set("Retry-After", "2")
+			httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; retry on another node or shortly"))
+			return
+		}
+		if !a.opt.APIKeys.Valid(bearer(r)) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jobcast"`)
+			httputil.WriteError(w, http.StatusUnauthorized, jobcast.Errorf(protocol.ErrUnauthorized, "missing or unknown API key (Authorization: Bearer <key>)"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// admin guards an admin endpoint with the admin token.
+func (a *API) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !auth.EqualSecret(bearer(r), a.opt.Config.AdminToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jobcast-admin"`)
+			httputil.WriteError(w, http.StatusUnauthorized, jobcast.Errorf(protocol.ErrUnauthorized, "missing or wrong admin token"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// readBody reads a request body within the configured limit.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opt.Config.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, jobcast.Errorf(protocol.ErrTooLarge, "request body exceeds %d bytes", mbe.Limit)
+		}
+		return nil, jobcast.Errorf(protocol.ErrBadRequest, "could not read request body")
+	}
+	return body, nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	httputil.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		httputil.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	if a.opt.Ready != nil {
+		if err := a.opt.Ready(); err != nil {
+			a.opt.Log.Warn("not ready", "err", err)
+			httputil.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+	}
+	httputil.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "connections": a.opt.Hub.ConnCount()})
+}
+
+// TokenResponse is the body of job creation and token refresh.
+type TokenResponse struct {
+	JobID        string    `json:"jobId"`
+	Token        string    `json:"token"`
+	ExpiresAt    time.Time `json:"expiresAt"`
+	WebsocketURL string    `json:"websocketUrl"`
+}
+
+func (a *API) tokenResponse(r *http.Request, jobID string) (*TokenResponse, error) {
+	tok, exp, err := a.opt.Tokens.Issue(jobID)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenResponse{JobID: jobID, Token: tok, ExpiresAt: exp.UTC(), WebsocketURL: a.websocketURL(r, jobID)}, nil
+}
+
+// websocketURL is where clients connect for jobID: the configured public URL,
+// or the request's own host.
+func (a *API) websocketURL(r *http.Request, jobID string) string {
+	base := strings.TrimRight(a.opt.Config.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	base = strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
+	return base + "/ws/progress?jobId=" + jobID
+}
+
+func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
+	body, err := a.readBody(w, r)
+	if err != nil {
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	if err := protocol.CheckJSONDepth(body, protocol.MaxJSONDepth); err != nil {
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "%s", err.Error()))
+		return
+	}
+	var req jobs.CreateRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "malformed job: %s", strings.TrimPrefix(err.Error(), "json: ")))
+		return
+	}
+	job, err := a.opt.Jobs.Create(r.Context(), req)
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	resp, err := a.tokenResponse(r, job.JobID)
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+job.JobID)
+	httputil.WriteJSON(w, http.StatusCreated, resp)
+}
+
+func (a *API) getJob(w http.ResponseWriter, r *http.Request) {
+	job, err := a.opt.Jobs.Get(r.Context(), r.PathValue("jobId"))
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	httputil.WriteJSON(w, http.StatusOK, &job.JobState)
+}
+
+// AppendResponse is the body of an accepted event post.
+type AppendResponse struct {
+	Accepted int    `json:"accepted"`
+	Seq      int64  `json:"seq"`
+	Status   string `json:"status"`
+}
+
+func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
+	body, err := a.readBody(w, r)
+	if err != nil {
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	events, err := protocol.ParseProducerEvents(body)
+	if err != nil {
+		var ve *protocol.ValidationError
+		if errors.As(err, &ve) {
+			err = jobcast.Errorf(protocol.ErrBadRequest, "%s", ve.Msg)
+		}
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	job, _, err := a.opt.Jobs.Append(r.Context(), r.PathValue("jobId"), events)
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	httputil.WriteJSON(w, http.StatusAccepted, AppendResponse{Accepted: len(events), Seq: job.Seq, Status: job.Status})
+}
+
+func (a *API) newToken(w http.ResponseWriter, r *http.Request) {
+	job, err := a.opt.Jobs.Get(r.Context(), r.PathValue("jobId"))
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	resp, err := a.tokenResponse(r, job.JobID)
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	httputil.WriteJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) revokeTokens(w http.ResponseWriter, r *http.Request) {
+	job, err := a.opt.Jobs.RevokeTokens(r.Context(), r.PathValue("jobId"))
+	if err != nil {
+		a.logInternal(r, err)
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	httputil.WriteJSON(w, http.StatusOK, map[string]any{"jobId": job.JobID, "tokensNotBefore": job.TokensNotBefore})
+}
+
+func (a *API) connections(w http.ResponseWriter, r *http.Request) {
+	conns := a.opt.Hub.Connections(r.URL.Query().Get("jobId"))
+	httputil.WriteJSON(w, http.StatusOK, map[string]any{"connections": conns, "count": len(conns)})
+}
+
+func (a *API) errorCatalog(w http.ResponseWriter, r *http.Request) {
+	httputil.WriteJSON(w, http.StatusOK, map[string]any{"errors": a.catalog()})
+}
+
+func (a *API) catalog() map[string]jobcast.CatalogEntry {
+	return jobcast.NewCatalog(a.opt.Config.Errors).Entries()
+}
+
+func (a *API) logInternal(r *http.Request, err error) {
+	if jobcast.ErrorCode(err) == protocol.ErrInternal {
+		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}

@@ -1,0 +1,638 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// closeGrace is how long a connection waits for the peer's close frame after
+// sending its own.
+const closeGrace = 2 * time.Second
+
+// maxClientFramesPerSec bounds what one client may send; clients send a pong
+// per ping and little else.
+const maxClientFramesPerSec = 50
+
+type outFrame struct {
+	data  []byte
+	close bool // data is a close-frame payload
+}
+
+// conn is one client connection. Its reader is the HTTP handler goroutine;
+// a writer goroutine runs only while frames are queued.
+type conn struct {
+	h           *Hub
+	ws          *websocket.Conn
+	id          string
+	ip          string
+	connectedAt time.Time
+	heartbeat   time.Duration
+	pongTimeout time.Duration
+
+	// Set before the connection is shared, or only by the reader.
+	jobID  string
+	claims *auth.Claims
+	entry  *jobEntry
+
+	msgsSent  atomic.Int64
+	bytesSent atomic.Int64
+
+	mu              sync.Mutex
+	cc              ClientContext
+	pipeline        string
+	resumed         bool
+	replaying       bool
+	liveBuf         []*jobcast.Message
+	seenSeq         int64
+	queue           []outFrame
+	writing         bool
+	closing         bool // a close frame is queued; nothing else will be
+	closed          bool // torn down
+	thr             throttle
+	thrTimer        jobcast.Timer
+	pingTimer       jobcast.Timer
+	pongTimer       jobcast.Timer
+	helloTimer      jobcast.Timer
+	awaitingHello   bool
+	handshakeSeq    *int64
+	pingOutstanding int64 // serverTime of the unanswered ping, 0 if none
+	lastPingST      int64
+	pingSentAt      time.Time
+	violations      int
+	msgsRecv        int64
+	heartbeats      int64
+	lastRTT         time.Duration
+	rttSum          time.Duration
+	rateWindow      time.Time
+	rateCount       int
+	closeCode       int
+	closeReason     string
+}
+
+func (h *Hub) newConn(ws *websocket.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
+	return &conn{
+		h:           h,
+		ws:          ws,
+		id:          fmt.Sprintf("%s-%x", h.opt.NodeID, h.nextID.Add(1)),
+		ip:          ip,
+		jobID:       jobID,
+		connectedAt: now,
+		heartbeat:   h.cfg.HeartbeatInterval,
+		pongTimeout: h.cfg.PongTimeout,
+		cc:          cc,
+		replaying:   true,
+		thr:         throttle{window: h.cfg.EffectiveThrottle()},
+	}
+}
+
+func (c *conn) now() time.Time { return c.h.opt.Clock.Now() }
+
+// envelope encodes a connection-level frame (no seq).
+func (c *conn) envelope(typ string, payload any) []byte {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		raw = []byte("{}")
+	}
+	data, err := json.Marshal(&protocol.Envelope{
+		V: protocol.Version, Type: typ, JobID: c.jobID, Pipeline: c.pipeline,
+		TS: c.now().UnixMilli(), Payload: raw,
+	})
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+// errorFrame builds a connection-level error frame from the catalog.
+func (c *conn) errorFrame(code, reason string) []byte {
+	var details json.RawMessage
+	if reason != "" {
+		details, _ = json.Marshal(map[string]string{"reason": reason})
+	}
+	p := c.h.opt.Catalog.Payload(code, nil, nil, details)
+	return c.envelope(protocol.TypeError, &p)
+}
+
+// start registers the connection with its job, sends ready and the replay
+// after lastSeq (nil: a fresh client, replayed from the beginning), and
+// starts heartbeats. It returns false when the connection was closed.
+func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
+	if err := c.h.join(c); err != nil {
+		code := protocol.CloseInternalError
+		if jobcast.ErrorCode(err) == protocol.ErrTooManyConns {
+			code = protocol.CloseRateLimited
+		} else {
+			c.h.opt.Log.Error("join job", "job", c.jobID, "err", err)
+		}
+		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err))
+		return false
+	}
+	job, err := c.h.opt.Store.GetJob(ctx, c.jobID)
+	var logged []protocol.Envelope
+	after := int64(0)
+	if lastSeq != nil {
+		after = *lastSeq
+	}
+	if err == nil {
+		logged, err = c.h.opt.Store.Messages(ctx, c.jobID, after)
+	}
+	if err != nil {
+		if errors.Is(err, jobcast.ErrJobNotFound) {
+			c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "")
+		} else {
+			c.h.opt.Log.Error("load job for client", "job", c.jobID, "err", err)
+			c.fail(protocol.CloseInternalError, protocol.ErrInternal, "")
+		}
+		return false
+	}
+	replay := jobcast.ReplayAfter(logged, job.LastProgress, after)
+	now := c.now()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.pipeline = job.Pipeline
+	c.resumed = lastSeq != nil
+	c.seenSeq = after
+	c.enqueueLocked(c.envelope(protocol.TypeReady, &protocol.Ready{
+		ConnectionID:        c.id,
+		HeartbeatIntervalMs: c.heartbeat.Milliseconds(),
+		PongTimeoutMs:       c.pongTimeout.Milliseconds(),
+		ThrottleMs:          c.thr.window.Milliseconds(),
+		Resumed:             c.resumed,
+		LastSeq:             after,
+		ServerTime:          now.UnixMilli(),
+		State:               job.JobState,
+	}))
+	for i := range replay {
+		m, err := jobcast.NewMessage(replay[i])
+		if err != nil {
+			continue
+		}
+		if m.Type == protocol.TypeJobProgress {
+			c.thr.lastSent = now
+		}
+		c.seenSeq = m.Seq
+		c.enqueueLocked(m.Frame)
+	}
+	c.replaying = false
+	for _, m := range c.liveBuf {
+		c.handleLocked(m, now)
+	}
+	c.liveBuf = nil
+	if job.Finished() && !c.closing {
+		c.closeLocked(protocol.CloseJobFinished, "job finished")
+	}
+	if !c.closing {
+		c.schedulePingLocked(c.heartbeat)
+	}
+	return !c.closing
+}
+
+// fail sends an error frame and closes with code.
+func (c *conn) fail(closeCode int, errCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.enqueueLocked(c.errorFrame(errCode, reason))
+	c.closeLocked(closeCode, errCode)
+}
+
+// deliver is the broker callback path; it never blocks.
+func (c *conn) deliver(m *jobcast.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if m.Type == jobcast.MessageRevoked {
+		if c.claims != nil && c.claims.IssuedAt.Before(time.UnixMilli(m.TS)) {
+			c.enqueueLocked(c.errorFrame(protocol.ErrTokenInvalid, "token revoked"))
+			c.closeLocked(protocol.CloseTokenInvalid, "token revoked")
+		}
+		return
+	}
+	if c.replaying {
+		c.liveBuf = append(c.liveBuf, m)
+		if len(c.liveBuf) > c.h.cfg.SendQueueLen {
+			c.slowConsumerLocked()
+		}
+		return
+	}
+	c.handleLocked(m, c.now())
+}
+
+func (c *conn) handleLocked(m *jobcast.Message, now time.Time) {
+	if m.Seq <= c.seenSeq || c.closing {
+		return // a duplicate, or already replayed
+	}
+	c.seenSeq = m.Seq
+	if m.Type == protocol.TypeJobProgress {
+		send, arm, delay := c.thr.offer(m, now)
+		if send {
+			c.enqueueLocked(m.Frame)
+		}
+		if arm {
+			c.thrTimer = c.h.opt.Clock.AfterFunc(delay, c.onThrottleTimer)
+		}
+		return
+	}
+	if p := c.thr.flush(now); p != nil {
+		c.enqueueLocked(p.Frame)
+	}
+	c.enqueueLocked(m.Frame)
+	if protocol.IsTerminal(m.Type) {
+		c.closeLocked(protocol.CloseJobFinished, "job finished")
+	}
+}
+
+func (c *conn) onThrottleTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if m := c.thr.fire(c.now()); m != nil {
+		c.enqueueLocked(m.Frame)
+	}
+}
+
+// enqueueLocked queues a text frame and makes sure a writer runs.
+func (c *conn) enqueueLocked(data []byte) {
+	if c.closing || data == nil {
+		return
+	}
+	if len(c.queue) >= c.h.cfg.SendQueueLen {
+		c.slowConsumerLocked()
+		return
+	}
+	c.pushLocked(outFrame{data: data})
+}
+
+func (c *conn) pushLocked(f outFrame) {
+	c.queue = append(c.queue, f)
+	if !c.writing && !c.closed {
+		c.writing = true
+		c.h.wg.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// closeLocked queues a close frame after what is already queued.
+func (c *conn) closeLocked(code int, reason string) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	c.stopTimersLocked()
+	c.pushLocked(outFrame{data: websocket.FormatCloseMessage(code, reason), close: true})
+}
+
+func (c *conn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+// slowConsumerLocked drops the queue of a client that does not keep up and
+// closes it; a write blocked on it is cut short.
+func (c *conn) slowConsumerLocked() {
+	c.queue = nil
+	c.liveBuf = nil
+	c.closeLocked(protocol.ClosePolicyViolation, "slow consumer")
+	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+}
+
+// closeNow writes a close frame directly, before the connection is shared.
+func (c *conn) closeNow(code int, reason string) {
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+}
+
+func (c *conn) stopTimersLocked() {
+	for _, t := range []jobcast.Timer{c.thrTimer, c.pingTimer, c.pongTimer, c.helloTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+func (c *conn) writeLoop() {
+	defer c.h.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.closed {
+			c.writing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		for _, f := range batch {
+			if f.close {
+				_ = c.ws.WriteControl(websocket.CloseMessage, f.data, time.Now().Add(time.Second))
+				_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+				continue
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+				c.ws.Close()
+				c.mu.Lock()
+				c.closing = true
+				c.writing = false
+				c.queue = nil
+				c.stopTimersLocked()
+				c.mu.Unlock()
+				return
+			}
+			c.msgsSent.Add(1)
+			c.bytesSent.Add(int64(len(f.data)))
+		}
+	}
+}
+
+// readLoop reads client frames until the connection ends.
+func (c *conn) readLoop() {
+	c.ws.SetReadLimit(c.h.cfg.MaxFrameBytes)
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.noteReadError(err)
+			return
+		}
+		c.onFrame(data)
+	}
+}
+
+// readUntilClosed drains the peer's frames while a close handshake finishes.
+func (c *conn) readUntilClosed() {
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace + time.Second))
+	for {
+		if _, _, err := c.ws.ReadMessage(); err != nil {
+			c.noteReadError(err)
+			return
+		}
+	}
+}
+
+func (c *conn) noteReadError(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeCode != 0 {
+		return
+	}
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		c.closeCode, c.closeReason = ce.Code, "client closed"
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.closeCode, c.closeReason = protocol.CloseMessageTooBig, "frame too big"
+	case errors.As(err, &ne) && ne.Timeout():
+		c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "read timeout"
+	default:
+		c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "connection lost"
+	}
+}
+
+func (c *conn) onFrame(data []byte) {
+	now := c.now()
+	c.mu.Lock()
+	c.msgsRecv++
+	if now.Sub(c.rateWindow) >= time.Second {
+		c.rateWindow, c.rateCount = now, 0
+	}
+	c.rateCount++
+	if c.rateCount > maxClientFramesPerSec {
+		c.enqueueLocked(c.errorFrame(protocol.ErrRateLimited, "too many frames from this client"))
+		c.closeLocked(protocol.CloseRateLimited, "rate limited")
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+
+	env, err := protocol.DecodeClientFrame(data)
+	if err != nil {
+		c.violation(err.(*protocol.ErrFrame).Reason)
+		return
+	}
+	switch env.Type {
+	case protocol.TypePing:
+		var p protocol.Ping
+		_ = json.Unmarshal(env.Payload, &p)
+		c.mu.Lock()
+		c.enqueueLocked(c.envelope(protocol.TypePong, &protocol.Pong{ServerTime: now.UnixMilli(), ClientTime: p.ClientTime}))
+		c.mu.Unlock()
+	case protocol.TypePong:
+		var p protocol.Pong
+		_ = json.Unmarshal(env.Payload, &p)
+		c.onPong(p.ServerTime, now)
+	case protocol.TypeHello:
+		var hello protocol.Hello
+		if len(env.Payload) > 0 {
+			_ = json.Unmarshal(env.Payload, &hello)
+		}
+		c.onHello(&hello)
+	}
+}
+
+// violation answers a bad frame with E_PROTOCOL and closes with 1008 once the
+// client has sent too many.
+func (c *conn) violation(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violations++
+	c.enqueueLocked(c.errorFrame(protocol.ErrProtocol, reason))
+	if c.violations >= c.h.cfg.MaxProtocolViolation {
+		c.closeLocked(protocol.ClosePolicyViolation, "too many protocol violations")
+	}
+}
+
+func (c *conn) schedulePingLocked(d time.Duration) {
+	c.pingTimer = c.h.opt.Clock.AfterFunc(d, c.sendPing)
+}
+
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.pingOutstanding != 0 {
+		return
+	}
+	now := c.now()
+	st := now.UnixMilli()
+	if st <= c.lastPingST {
+		st = c.lastPingST + 1 // keep ping ids unique on a coarse clock
+	}
+	c.lastPingST, c.pingOutstanding, c.pingSentAt = st, st, now
+	c.enqueueLocked(c.envelope(protocol.TypePing, &protocol.Ping{ServerTime: st}))
+	c.pongTimer = c.h.opt.Clock.AfterFunc(c.pongTimeout, func() { c.onPongTimeout(st) })
+}
+
+func (c *conn) onPong(serverTime int64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.pingOutstanding == 0 || serverTime != c.pingOutstanding {
+		return // unsolicited or stale pong
+	}
+	rtt := now.Sub(c.pingSentAt)
+	c.pingOutstanding = 0
+	c.heartbeats++
+	c.lastRTT = rtt
+	c.rttSum += rtt
+	if c.pongTimer != nil {
+		c.pongTimer.Stop()
+	}
+	next := c.heartbeat - rtt
+	if next < 0 {
+		next = 0
+	}
+	c.schedulePingLocked(next)
+}
+
+func (c *conn) onPongTimeout(st int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pingOutstanding == st {
+		c.closeLocked(protocol.CloseHeartbeatTimeout, "heartbeat timeout")
+	}
+}
+
+// awaitHello holds a connection that presented no token until a hello frame
+// brings one.
+func (c *conn) awaitHello(hasLastSeq bool, lastSeq int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.awaitingHello = true
+	if hasLastSeq {
+		c.handshakeSeq = &lastSeq
+	}
+	c.helloTimer = c.h.opt.Clock.AfterFunc(c.h.cfg.HelloTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.awaitingHello && !c.closing {
+			c.enqueueLocked(c.errorFrame(protocol.ErrTokenInvalid, "no hello with a token in time"))
+			c.closeLocked(protocol.CloseTokenInvalid, "no token")
+		}
+	})
+}
+
+func (c *conn) onHello(hello *protocol.Hello) {
+	c.mu.Lock()
+	if hello.AppVersion != "" {
+		c.cc.AppVersion = hello.AppVersion
+	}
+	if hello.OSVersion != "" {
+		c.cc.OSVersion = hello.OSVersion
+	}
+	if hello.NetworkType != "" {
+		c.cc.NetworkType = protocol.NormalizeNetworkType(hello.NetworkType)
+	}
+	if hello.DeviceModel != "" {
+		c.cc.DeviceModel = hello.DeviceModel
+	}
+	if hello.ReconnectAttempt > 0 {
+		c.cc.ReconnectAttempt = hello.ReconnectAttempt
+	}
+	if hello.LastDisconnect != "" {
+		c.cc.LastDisconnect = hello.LastDisconnect
+	}
+	waiting := c.awaitingHello && !c.closing
+	if waiting {
+		c.awaitingHello = false
+		if c.helloTimer != nil {
+			c.helloTimer.Stop()
+		}
+	}
+	lastSeq := c.handshakeSeq
+	c.mu.Unlock()
+	if !waiting {
+		return
+	}
+	if hello.LastSeq != nil {
+		lastSeq = hello.LastSeq
+	}
+	claims, err := c.h.opt.Tokens.Verify(hello.Token, c.jobID)
+	if err != nil {
+		code := protocol.CloseTokenInvalid
+		if errors.Is(err, auth.ErrTokenExpired) {
+			code = protocol.CloseTokenExpired
+		}
+		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err))
+		return
+	}
+	job, err := c.h.opt.Store.GetJob(context.Background(), claims.JobID)
+	switch {
+	case errors.Is(err, jobcast.ErrJobNotFound):
+		c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "")
+		return
+	case err != nil:
+		c.h.opt.Log.Error("load job for hello", "job", claims.JobID, "err", err)
+		c.fail(protocol.CloseInternalError, protocol.ErrInternal, "")
+		return
+	case auth.Revoked(claims, job):
+		c.fail(protocol.CloseTokenInvalid, protocol.ErrTokenInvalid, "token revoked")
+		return
+	}
+	c.claims = claims
+	c.start(context.Background(), lastSeq)
+}
+
+// teardown releases everything the connection holds. It is idempotent.
+func (c *conn) teardown() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed, c.closing = true, true
+	c.stopTimersLocked()
+	c.queue, c.liveBuf = nil, nil
+	e := c.entry
+	c.mu.Unlock()
+	if e != nil {
+		c.h.leave(c, e)
+	}
+	c.ws.Close()
+}
+
+func (c *conn) info() ConnInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci := ConnInfo{
+		ConnectionID:     c.id,
+		JobID:            c.jobID,
+		Node:             c.h.opt.NodeID,
+		ConnectedAt:      c.connectedAt,
+		Resumed:          c.resumed,
+		Client:           c.cc,
+		LastRTTMs:        float64(c.lastRTT.Microseconds()) / 1000,
+		Heartbeats:       c.heartbeats,
+		MessagesSent:     c.msgsSent.Load(),
+		BytesSent:        c.bytesSent.Load(),
+		MessagesReceived: c.msgsRecv,
+		ThrottledCount:   c.thr.throttled,
+		LastSeq:          c.seenSeq,
+	}
+	if c.heartbeats > 0 {
+		ci.AvgRTTMs = float64((c.rttSum / time.Duration(c.heartbeats)).Microseconds()) / 1000
+	}
+	return ci
+}

@@ -1,0 +1,412 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/internal/httputil"
+	"github.com/jobcast/jobcast/internal/ratelimit"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// Options are the hub's dependencies.
+type Options struct {
+	Config  jobcast.Config // limits, heartbeat and throttle settings (defaults applied)
+	Store   jobcast.JobStore
+	Broker  jobcast.Broker
+	Tokens  *auth.Tokens
+	Catalog *jobcast.Catalog
+	Clock   jobcast.Clock
+	Log     *slog.Logger
+	NodeID  string
+}
+
+// Hub accepts client connections and fans job messages out to them.
+type Hub struct {
+	opt      Options
+	cfg      jobcast.Config
+	upgrader websocket.Upgrader
+
+	ipConns   *ratelimit.Counter
+	ipRate    *ratelimit.Limiter
+	connCount atomic.Int64
+	nextID    atomic.Uint64
+
+	mu      sync.Mutex
+	jobs    map[string]*jobEntry
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup // connection handlers and writers
+}
+
+// jobEntry is one job's local watchers and its broker subscription.
+type jobEntry struct {
+	id     string
+	refs   int           // guarded by Hub.mu
+	ready  chan struct{} // closed once subscribed
+	cancel func()
+	err    error
+
+	mu    sync.RWMutex
+	conns map[*conn]struct{}
+}
+
+// New returns a hub.
+func New(opt Options) *Hub {
+	cfg := opt.Config
+	h := &Hub{
+		opt:     opt,
+		cfg:     cfg,
+		ipConns: ratelimit.NewCounter(cfg.MaxConnsPerIP),
+		ipRate:  ratelimit.New(cfg.NewConnsPerSecPerIP, cfg.NewConnsPerSecPerIP),
+		jobs:    make(map[string]*jobEntry),
+		conns:   make(map[*conn]struct{}),
+	}
+	h.upgrader = websocket.Upgrader{
+		ReadBufferSize:    1024,
+		WriteBufferSize:   1024,
+		WriteBufferPool:   &sync.Pool{},
+		Subprotocols:      []string{protocol.Subprotocol},
+		HandshakeTimeout:  10 * time.Second,
+		CheckOrigin:       h.checkOrigin,
+		EnableCompression: false,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			httputil.WriteError(w, status, jobcast.Errorf(protocol.ErrBadRequest, "websocket handshake: %s", reason.Error()))
+		},
+	}
+	return h
+}
+
+func (h *Hub) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(h.cfg.AllowedOrigins) == 0 {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	for _, o := range h.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) || strings.EqualFold(o, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientContext is what a client says about itself.
+type ClientContext struct {
+	AppVersion       string `json:"appVersion,omitempty"`
+	OSVersion        string `json:"osVersion,omitempty"`
+	NetworkType      string `json:"networkType"`
+	DeviceModel      string `json:"deviceModel,omitempty"`
+	ReconnectAttempt int    `json:"reconnectAttempt,omitempty"`
+	LastDisconnect   string `json:"lastDisconnect,omitempty"`
+}
+
+func headerOrQuery(r *http.Request, header, query string) string {
+	if v := r.Header.Get(header); v != "" {
+		return v
+	}
+	return r.URL.Query().Get(query)
+}
+
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128]
+	}
+	return s
+}
+
+// parseHandshake reads token, job id, resume point and client context from
+// the upgrade request.
+func parseHandshake(r *http.Request) (token, jobID string, lastSeq int64, hasLastSeq bool, cc ClientContext, err error) {
+	q := r.URL.Query()
+	jobID = q.Get("jobId")
+	if a := r.Header.Get("Authorization"); a != "" {
+		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			token = strings.TrimSpace(a[7:])
+		}
+	}
+	if token == "" {
+		token = q.Get("token")
+	}
+	if token == "" {
+		for _, p := range websocket.Subprotocols(r) {
+			if strings.HasPrefix(p, protocol.BearerSubprotocolPrefix) {
+				token = strings.TrimPrefix(p, protocol.BearerSubprotocolPrefix)
+				break
+			}
+		}
+	}
+	cc = ClientContext{
+		AppVersion:     clip(headerOrQuery(r, "X-App-Version", "appVersion")),
+		OSVersion:      clip(headerOrQuery(r, "X-OS-Version", "osVersion")),
+		NetworkType:    protocol.NormalizeNetworkType(headerOrQuery(r, "X-Network-Type", "networkType")),
+		DeviceModel:    clip(headerOrQuery(r, "X-Device-Model", "deviceModel")),
+		LastDisconnect: clip(headerOrQuery(r, "X-Last-Disconnect", "lastDisconnect")),
+	}
+	if v := headerOrQuery(r, "X-Reconnect-Attempt", "reconnectAttempt"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 0 {
+			return "", "", 0, false, cc, jobcast.Errorf(protocol.ErrBadRequest, "X-Reconnect-Attempt must be a non-negative integer")
+		}
+		cc.ReconnectAttempt = n
+	}
+	if v := headerOrQuery(r, "X-Last-Seq", "lastSeq"); v != "" {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 {
+			return "", "", 0, false, cc, jobcast.Errorf(protocol.ErrBadRequest, "lastSeq must be a non-negative integer")
+		}
+		lastSeq, hasLastSeq = n, true
+	}
+	return token, jobID, lastSeq, hasLastSeq, cc, nil
+}
+
+// ServeHTTP upgrades GET /ws/progress and serves the connection until it
+// closes. Auth presented in the handshake is checked before the upgrade, so
+// failures are plain HTTP errors with the JSON error body.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := h.opt.Clock.Now()
+	ip := httputil.ClientIP(r)
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	if closing {
+		w.Header().Set("Retry-After", "1")
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; reconnect"))
+		return
+	}
+	if !h.ipRate.Allow(ip, now) {
+		w.Header().Set("Retry-After", "1")
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many new connections from this address"))
+		return
+	}
+	token, jobID, lastSeq, hasLastSeq, cc, err := parseHandshake(r)
+	if err != nil {
+		httputil.WriteError(w, 0, err)
+		return
+	}
+	var claims *auth.Claims
+	if token != "" {
+		claims, err = h.opt.Tokens.Verify(token, jobID)
+		if err != nil {
+			status := 0
+			if errors.Is(err, auth.ErrWrongJob) {
+				status = http.StatusForbidden
+			}
+			httputil.WriteError(w, status, err)
+			return
+		}
+		jobID = claims.JobID
+		job, err := h.opt.Store.GetJob(r.Context(), jobID)
+		if err != nil {
+			httputil.WriteError(w, 0, err)
+			return
+		}
+		if auth.Revoked(claims, job) {
+			httputil.WriteError(w, http.StatusForbidden, auth.ErrTokenRevoked)
+			return
+		}
+	} else if jobID == "" {
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "jobId query parameter or a token is required"))
+		return
+	}
+	if !h.ipConns.Acquire(ip) {
+		w.Header().Set("Retry-After", "5")
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"))
+		return
+	}
+	defer h.ipConns.Release(ip)
+
+	ws, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader wrote the error response
+	}
+	c := h.newConn(ws, jobID, ip, cc, now)
+	c.claims = claims
+	if !h.track(c) {
+		c.closeNow(protocol.CloseGoingAway, "server shutting down")
+		ws.Close()
+		return
+	}
+	defer h.untrack(c)
+	if claims != nil {
+		var ls *int64
+		if hasLastSeq {
+			ls = &lastSeq
+		}
+		if !c.start(r.Context(), ls) {
+			c.readUntilClosed()
+			return
+		}
+	} else {
+		c.awaitHello(hasLastSeq, lastSeq)
+	}
+	c.readLoop()
+}
+
+func (h *Hub) track(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.connCount.Add(1)
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Hub) untrack(c *conn) {
+	c.teardown()
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	h.connCount.Add(-1)
+	h.wg.Done()
+}
+
+// join adds c to its job's watchers, subscribing to the broker for the first
+// local watcher, and enforces the per-job connection limit.
+func (h *Hub) join(c *conn) error {
+	h.mu.Lock()
+	e := h.jobs[c.jobID]
+	first := e == nil
+	if first {
+		e = &jobEntry{id: c.jobID, ready: make(chan struct{}), conns: make(map[*conn]struct{})}
+		h.jobs[c.jobID] = e
+	}
+	if e.refs >= h.cfg.MaxConnsPerJob {
+		h.mu.Unlock()
+		return jobcast.Errorf(protocol.ErrTooManyConns, "too many connections to this job (max %d)", h.cfg.MaxConnsPerJob)
+	}
+	e.refs++
+	h.mu.Unlock()
+	if first {
+		e.cancel, e.err = h.opt.Broker.Subscribe(c.jobID, e.dispatch)
+		close(e.ready)
+	}
+	<-e.ready
+	if e.err != nil {
+		h.leave(c, e)
+		return fmt.Errorf("subscribe to job %s: %w", c.jobID, e.err)
+	}
+	e.mu.Lock()
+	e.conns[c] = struct{}{}
+	e.mu.Unlock()
+	c.entry = e
+	return nil
+}
+
+// leave removes c from e, unsubscribing after the last local watcher.
+func (h *Hub) leave(c *conn, e *jobEntry) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+	h.mu.Lock()
+	e.refs--
+	last := e.refs == 0
+	if last {
+		delete(h.jobs, e.id)
+	}
+	h.mu.Unlock()
+	if last {
+		<-e.ready
+		if e.cancel != nil {
+			e.cancel()
+		}
+	}
+}
+
+func (e *jobEntry) dispatch(m *jobcast.Message) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for c := range e.conns {
+		c.deliver(m)
+	}
+}
+
+// Shutdown stops accepting connections, sends 1001 to every client and waits
+// for their writers to drain, until ctx ends; then it drops what is left.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(protocol.CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.ws.Close()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+// ConnCount returns the number of open client connections.
+func (h *Hub) ConnCount() int64 { return h.connCount.Load() }
+
+// ConnInfo describes one live connection, for the admin API.
+type ConnInfo struct {
+	ConnectionID     string        `json:"connectionId"`
+	JobID            string        `json:"jobId"`
+	Node             string        `json:"node,omitempty"`
+	ConnectedAt      time.Time     `json:"connectedAt"`
+	Resumed          bool          `json:"resumed"`
+	Client           ClientContext `json:"client"`
+	LastRTTMs        float64       `json:"lastRttMs"`
+	AvgRTTMs         float64       `json:"avgRttMs"`
+	Heartbeats       int64         `json:"heartbeats"`
+	MessagesSent     int64         `json:"messagesSent"`
+	BytesSent        int64         `json:"bytesSent"`
+	MessagesReceived int64         `json:"messagesReceived"`
+	ThrottledCount   int64         `json:"throttledCount"`
+	LastSeq          int64         `json:"lastSeq"`
+}
+
+// Connections lists live connections, of one job when jobID is set, sorted by
+// connection time.
+func (h *Hub) Connections(jobID string) []ConnInfo {
+	h.mu.Lock()
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		if jobID == "" || c.jobID == jobID {
+			conns = append(conns, c)
+		}
+	}
+	h.mu.Unlock()
+	out := make([]ConnInfo, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, c.info())
+	}
+	slices.SortFunc(out, func(a, b ConnInfo) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
+	return out
+}

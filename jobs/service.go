@@ -1,0 +1,259 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+var (
+	jobIDRE    = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	pipelineRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
+
+// Service owns job state changes.
+type Service struct {
+	store   jobcast.JobStore
+	broker  jobcast.Broker
+	catalog *jobcast.Catalog
+	clock   jobcast.Clock
+	log     *slog.Logger
+
+	// locks serialize updates of one job on this node, so that CAS
+	// conflicts only happen between nodes.
+	locks [256]sync.Mutex
+}
+
+// New returns a job service.
+func New(store jobcast.JobStore, broker jobcast.Broker, catalog *jobcast.Catalog, clock jobcast.Clock, log *slog.Logger) *Service {
+	return &Service{store: store, broker: broker, catalog: catalog, clock: clock, log: log}
+}
+
+// CreateRequest is the body of POST /v1/jobs.
+type CreateRequest struct {
+	JobID      string          `json:"jobId"`
+	Pipeline   string          `json:"pipeline"`
+	TotalCount int64           `json:"totalCount"`
+	Metadata   json.RawMessage `json:"metadata"`
+}
+
+// Create validates req and stores a new pending job.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*jobcast.Job, error) {
+	if !pipelineRE.MatchString(req.Pipeline) {
+		return nil, jobcast.Errorf(protocol.ErrBadRequest, "pipeline is required: 1-64 characters of letters, digits, '_', '-' or '.'")
+	}
+	if req.JobID == "" {
+		id, err := NewJobID(s.clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		req.JobID = id
+	} else if !jobIDRE.MatchString(req.JobID) {
+		return nil, jobcast.Errorf(protocol.ErrBadRequest, "jobId must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+	}
+	if req.TotalCount < 0 {
+		return nil, jobcast.Errorf(protocol.ErrBadRequest, "totalCount must be >= 0")
+	}
+	if m := req.Metadata; len(m) > 0 && string(m) != "null" {
+		if m[0] != '{' {
+			return nil, jobcast.Errorf(protocol.ErrBadRequest, "metadata must be a JSON object")
+		}
+		if len(m) > protocol.MaxMetadataBytes {
+			return nil, jobcast.Errorf(protocol.ErrTooLarge, "metadata of %d bytes exceeds %d", len(m), protocol.MaxMetadataBytes)
+		}
+	} else {
+		req.Metadata = nil
+	}
+	now := s.clock.Now().UTC()
+	job := &jobcast.Job{JobState: protocol.JobState{
+		JobID:      req.JobID,
+		Pipeline:   req.Pipeline,
+		Status:     protocol.StatusPending,
+		TotalCount: req.TotalCount,
+		Metadata:   req.Metadata,
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}}
+	if err := s.store.CreateJob(ctx, job); err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	return job, nil
+}
+
+// Get returns a job.
+func (s *Service) Get(ctx context.Context, id string) (*jobcast.Job, error) {
+	if !jobIDRE.MatchString(id) {
+		return nil, jobcast.ErrJobNotFound
+	}
+	return s.store.GetJob(ctx, id)
+}
+
+func (s *Service) lock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &s.locks[h.Sum32()%uint32(len(s.locks))]
+}
+
+// maxAttempts bounds retries after losing an optimistic-concurrency race.
+const maxAttempts = 8
+
+// update loads the job, applies fn and stores the result, retrying when
+// another node updated the job in between. fn returns the messages to log.
+func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) ([]*jobcast.Message, error)) (*jobcast.Job, []*jobcast.Message, error) {
+	if !jobIDRE.MatchString(id) {
+		return nil, nil, jobcast.ErrJobNotFound
+	}
+	mu := s.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		job, err := s.store.GetJob(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		prev := job.Rev
+		msgs, err := fn(job)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = s.store.UpdateJob(ctx, job, prev, msgs)
+		if errors.Is(err, jobcast.ErrConflict) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("store job %s: %w", id, err)
+		}
+		return job, msgs, nil
+	}
+}
+
+// Append applies producer events to a job, persists them and publishes the
+// resulting messages. A batch is applied whole or not at all.
+func (s *Service) Append(ctx context.Context, id string, events []protocol.ProducerEvent) (*jobcast.Job, []*jobcast.Message, error) {
+	job, msgs, err := s.update(ctx, id, func(job *jobcast.Job) ([]*jobcast.Message, error) {
+		return jobcast.ApplyEvents(job, events, s.catalog, s.clock.Now().UTC())
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.publish(ctx, id, msgs)
+	return job, msgs, nil
+}
+
+// RevokeTokens revokes every token of the job issued until now and tells the
+// hubs to close connections that used one.
+func (s *Service) RevokeTokens(ctx context.Context, id string) (*jobcast.Job, error) {
+	now := s.clock.Now().UTC()
+	job, _, err := s.update(ctx, id, func(job *jobcast.Job) ([]*jobcast.Message, error) {
+		// JWT times have second precision: revoke through the end of
+		// this second so a token minted a moment ago is covered too.
+		job.TokensNotBefore = now.Truncate(time.Second).Add(time.Second)
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	msg := &jobcast.Message{Envelope: protocol.Envelope{Type: jobcast.MessageRevoked, JobID: id, TS: job.TokensNotBefore.UnixMilli()}}
+	s.publish(ctx, id, []*jobcast.Message{msg})
+	return job, nil
+}
+
+func (s *Service) publish(ctx context.Context, id string, msgs []*jobcast.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	// The messages are committed: a publish failure only delays live
+	// delivery until clients resume from the store.
+	if err := s.broker.Publish(ctx, id, msgs); err != nil {
+		s.log.Warn("publish failed; clients will catch up on resume", "job", id, "err", err)
+	}
+}
+
+// NewJobID returns a random, time-ordered job id.
+func NewJobID(now time.Time) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate job id: %w", err)
+	}
+	return fmt.Sprintf("job_%011x%s", now.UnixMilli(), hex.EncodeToString(b)), nil
+}
+
+// Retention deletes finished jobs older than the retention window, on an
+// interval, until stopped.
+type Retention struct {
+	store    jobcast.JobStore
+	clock    jobcast.Clock
+	log      *slog.Logger
+	keep     time.Duration
+	interval time.Duration
+
+	mu      sync.Mutex
+	timer   jobcast.Timer
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// NewRetention returns a retention service keeping finished jobs for keep.
+func NewRetention(store jobcast.JobStore, clock jobcast.Clock, log *slog.Logger, keep time.Duration) *Retention {
+	interval := keep / 24
+	if interval > time.Hour {
+		interval = time.Hour
+	}
+	if interval < time.Second {
+		interval = time.Second
+	}
+	return &Retention{store: store, clock: clock, log: log, keep: keep, interval: interval}
+}
+
+// Start runs a sweep now and then on every interval.
+func (r *Retention) Start() {
+	r.schedule(0)
+}
+
+func (r *Retention) schedule(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	r.wg.Add(1)
+	r.timer = r.clock.AfterFunc(d, func() {
+		defer r.wg.Done()
+		r.Sweep(context.Background())
+		r.schedule(r.interval)
+	})
+}
+
+// Sweep deletes expired jobs once.
+func (r *Retention) Sweep(ctx context.Context) {
+	n, err := r.store.DeleteFinishedBefore(ctx, r.clock.Now().Add(-r.keep))
+	if err != nil {
+		r.log.Warn("retention sweep failed", "err", err)
+		return
+	}
+	if n > 0 {
+		r.log.Info("retention removed finished jobs", "count", n)
+	}
+}
+
+// Stop stops the sweeps and waits for a running one. It is idempotent.
+func (r *Retention) Stop() {
+	r.mu.Lock()
+	r.stopped = true
+	if r.timer != nil && r.timer.Stop() {
+		r.wg.Done()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}

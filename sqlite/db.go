@@ -1,0 +1,116 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is an open jobcast SQLite database: one connection for writes (SQLite
+// allows one writer at a time; queuing in Go is cheaper than busy retries)
+// and a pool for reads.
+type DB struct {
+	path  string
+	write *sql.DB
+	read  *sql.DB
+}
+
+// migrations are applied in order; user_version records how many ran.
+var migrations = []string{
+	`CREATE TABLE jobs (
+		id          TEXT PRIMARY KEY,
+		rev         INTEGER NOT NULL,
+		finished_at INTEGER NOT NULL DEFAULT 0,
+		data        BLOB NOT NULL
+	);
+	CREATE INDEX jobs_finished_at ON jobs(finished_at) WHERE finished_at > 0;
+	CREATE TABLE messages (
+		job_id TEXT NOT NULL,
+		seq    INTEGER NOT NULL,
+		data   BLOB NOT NULL,
+		PRIMARY KEY (job_id, seq)
+	) WITHOUT ROWID;`,
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	dsn := func(extra string) string {
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		if extra != "" {
+			q.Add("_pragma", extra)
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	write, err := sql.Open("sqlite", dsn("")+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	db := &DB{path: path, write: write}
+	if err := db.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+	read, err := sql.Open("sqlite", dsn("query_only(1)"))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	read.SetMaxOpenConns(4)
+	db.read = read
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	var version int
+	if err := db.write.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("open %s: %w", db.path, err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database %s has schema version %d, newer than this jobcast (%d)", db.path, version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	var err error
+	if db.read != nil {
+		err = db.read.Close()
+	}
+	if e := db.write.Close(); e != nil {
+		err = e
+	}
+	return err
+}

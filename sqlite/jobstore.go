@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+var _ jobcast.JobStore = (*JobStore)(nil)
+
+// JobStore is the SQLite jobcast.JobStore. Each job is one row holding its
+// JSON record; non-progress messages go to a per-job log table.
+type JobStore struct {
+	db *DB
+}
+
+// NewJobStore returns a JobStore on db. Closing the store closes db.
+func NewJobStore(db *DB) *JobStore { return &JobStore{db: db} }
+
+// OpenJobStore opens the database at path and returns its JobStore.
+func OpenJobStore(ctx context.Context, path string) (*JobStore, error) {
+	db, err := Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return NewJobStore(db), nil
+}
+
+func finishedMillis(j *jobcast.Job) int64 {
+	if j.FinishedAt.IsZero() {
+		return 0
+	}
+	return j.FinishedAt.UnixMilli()
+}
+
+// CreateJob implements jobcast.JobStore.
+func (s *JobStore) CreateJob(ctx context.Context, job *jobcast.Job) error {
+	job.Rev = 1
+	data, err := json.Marshal(job)
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	_, err = s.db.write.ExecContext(ctx,
+		`INSERT INTO jobs (id, rev, finished_at, data) VALUES (?, ?, ?, ?)`,
+		job.JobID, job.Rev, finishedMillis(job), data)
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint") || strings.Contains(err.Error(), "PRIMARY KEY") {
+			return jobcast.ErrJobExists
+		}
+		return fmt.Errorf("insert job: %w", err)
+	}
+	return nil
+}
+
+// GetJob implements jobcast.JobStore.
+func (s *JobStore) GetJob(ctx context.Context, id string) (*jobcast.Job, error) {
+	var data []byte
+	var rev int64
+	err := s.db.read.QueryRowContext(ctx, `SELECT rev, data FROM jobs WHERE id = ?`, id).Scan(&rev, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, jobcast.ErrJobNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job: %w", err)
+	}
+	var job jobcast.Job
+	if err := json.Unmarshal(data, &job); err != nil {
+		return nil, fmt.Errorf("decode job %s: %w", id, err)
+	}
+	job.Rev = rev
+	return &job, nil
+}
+
+// UpdateJob implements jobcast.JobStore.
+func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int64, msgs []*jobcast.Message) error {
+	newRev := prevRev + 1
+	job.Rev = newRev
+	data, err := json.Marshal(job)
+	if err != nil {
+		job.Rev = prevRev
+		return fmt.Errorf("encode job: %w", err)
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE jobs SET rev = ?, finished_at = ?, data = ? WHERE id = ? AND rev = ?`,
+			newRev, finishedMillis(job), data, job.JobID, prevRev)
+		if err != nil {
+			return fmt.Errorf("update job: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var exists int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE id = ?`, job.JobID).Scan(&exists); err == nil && exists == 0 {
+				return jobcast.ErrJobNotFound
+			}
+			return jobcast.ErrConflict
+		}
+		var stmt *sql.Stmt
+		for _, m := range msgs {
+			if m.Type == protocol.TypeJobProgress {
+				continue
+			}
+			if stmt == nil {
+				if stmt, err = tx.PrepareContext(ctx, `INSERT INTO messages (job_id, seq, data) VALUES (?, ?, ?)`); err != nil {
+					return fmt.Errorf("prepare message insert: %w", err)
+				}
+				defer stmt.Close()
+			}
+			if _, err := stmt.ExecContext(ctx, job.JobID, m.Seq, m.Frame); err != nil {
+				return fmt.Errorf("insert message %d: %w", m.Seq, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		job.Rev = prevRev
+	}
+	return err
+}
+
+func (s *JobStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Messages implements jobcast.JobStore.
+func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) ([]protocol.Envelope, error) {
+	rows, err := s.db.read.QueryContext(ctx,
+		`SELECT data FROM messages WHERE job_id = ? AND seq > ? ORDER BY seq`, jobID, afterSeq)
+	if err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	defer rows.Close()
+	var out []protocol.Envelope
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("scan message: %w", err)
+		}
+		var env protocol.Envelope
+		if err := json.Unmarshal(data, &env); err != nil {
+			return nil, fmt.Errorf("decode message of job %s: %w", jobID, err)
+		}
+		out = append(out, env)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteFinishedBefore implements jobcast.JobStore.
+func (s *JobStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cutoff := t.UnixMilli()
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM messages WHERE job_id IN (SELECT id FROM jobs WHERE finished_at > 0 AND finished_at < ?)`, cutoff); err != nil {
+			return fmt.Errorf("delete messages: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE finished_at > 0 AND finished_at < ?`, cutoff)
+		if err != nil {
+			return fmt.Errorf("delete jobs: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
+
+// Close implements jobcast.JobStore.
+func (s *JobStore) Close() error { return s.db.Close() }
