@@ -54,6 +54,7 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("DELETE /v1/jobs/{jobId}/tokens", a.producer(a.revokeTokens))
 	a.mux.HandleFunc("GET /v1/connections", a.admin(a.connections))
 	a.mux.HandleFunc("GET /v1/errors", a.admin(a.errorCatalog))
+	a.mux.HandleFunc("GET /v1/debug/runtime", a.admin(a.runtimeStats))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, http.StatusNotFound, jobcast.Errorf("E_NOT_FOUND", "no route for %s %s", r.Method, r.URL.Path))
 	})
