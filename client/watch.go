@@ -68,7 +68,10 @@ type Config struct {
 
 // Event is a connection lifecycle change.
 type Event struct {
-	Kind      string        // "connected", "disconnected", "reconnecting"
+	// Kind is "connected" (ready received), "disconnected" (a connected
+	// connection ended, also after the job finished) or "reconnecting"
+	// (before each retry, failed handshakes included).
+	Kind      string
 	Attempt   int           // failed attempts since the last good connection
 	Delay     time.Duration // for "reconnecting"
 	CloseCode int           // for "disconnected", 0 when the connection just broke
@@ -193,6 +196,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		ci := w.connectOnce(ctx, failed, lastDisconnect)
+		if ci.good {
+			failed = 0
+			refreshedAfterReject = false
+			w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason})
+		}
 		w.mu.Lock()
 		finished := w.finished
 		w.mu.Unlock()
@@ -202,11 +210,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ci.good {
-			failed = 0
-			refreshedAfterReject = false
-		}
-		w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason, Attempt: failed})
 		if ci.refresh {
 			if w.cfg.TokenFunc == nil {
 				if ci.err != nil {

@@ -3,9 +3,116 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"syscall"
+	"time"
+
+	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/demo"
 )
 
+// runDemo starts an embedded node plus simulated producers and mobile
+// clients, and prints where to look. It runs until interrupted (or for
+// -duration).
 func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr io.Writer) error {
-	return errors.New("demo: not yet")
+	f := newServeFlags("demo")
+	f.fs.SetOutput(stderr)
+	duration := f.fs.Duration("duration", 0, "stop after this long (default: run until interrupted)")
+	perPipeline := f.fs.Int("jobs", 3, "jobs running at once per pipeline")
+	speed := f.fs.Float64("speed", 1, "simulation speed factor (2 = twice as fast)")
+	statusEvery := f.fs.Duration("status-every", 5*time.Second, "print a status line this often")
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	explicitAddr := f.addr != ""
+	if _, ok := env("JOBCAST_ADDR"); ok {
+		explicitAddr = true
+	}
+	if f.dataDir == "" {
+		if _, ok := env("JOBCAST_DATA_DIR"); !ok {
+			f.dataDir = "./jobcast-demo-data"
+			_ = f.fs.Set("data-dir", f.dataDir)
+		}
+	}
+	if !explicitAddr {
+		_ = f.fs.Set("addr", "127.0.0.1:8080")
+	}
+	cfg, level, err := f.load(env)
+	if err != nil {
+		return err
+	}
+	if level == "" {
+		level = "warn" // the status lines are the demo's output
+	}
+	log, err := newLogger(stderr, level)
+	if err != nil {
+		return err
+	}
+	// The demo's producers use a key of their own, valid for this run only.
+	key, err := auth.RandomSecret("jc_demo_")
+	if err != nil {
+		return err
+	}
+	cfg.APIKeys = append(cfg.APIKeys, key)
+
+	n, err := startNode(ctx, cfg, log, io.Discard)
+	if err != nil && !explicitAddr && errors.Is(err, syscall.EADDRINUSE) {
+		fmt.Fprintf(stdout, "port 8080 is busy; using a free port instead\n")
+		cfg.Addr = "127.0.0.1:0"
+		n, err = startNode(ctx, cfg, log, io.Discard)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.shutdown(sctx)
+	}()
+	admin := n.cfg.AdminToken
+	base := n.URL()
+	fmt.Fprintf(stdout, `jobcast demo: an embedded node with simulated producers and mobile clients.
+
+  server       %s   (data dir %s)
+  API key      %s   (valid while the demo runs)
+  admin token  %s
+
+  Pipelines csv_import, batch_enrichment and ai_scan run %d jobs each; their
+  clients use mixed app/OS versions, wifi and cellular, and some lose their
+  connection and resume.
+
+  Look around:
+    curl -s -H 'Authorization: Bearer %s' %s/v1/connections
+    curl -s -H 'Authorization: Bearer %s' %s/v1/jobs/<jobId>
+    websocat '%s/ws/progress?jobId=<jobId>&token=<token from POST /v1/jobs/<jobId>/token>'
+
+Press Ctrl-C to stop.
+`, base, cfg.DataDir, key, admin, *perPipeline, admin, base, key, base, "ws"+base[len("http"):])
+
+	dctx := ctx
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	stats, err := demo.Run(dctx, demo.Options{
+		BaseURL:         base,
+		APIKey:          key,
+		JobsPerPipeline: *perPipeline,
+		Speed:           *speed,
+		StatusEvery:     *statusEvery,
+		Out:             stdout,
+		Log:             log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo stopped: %d jobs completed, %d failed, %d client drops, %d resumes, %d messages delivered, %d lost, %d mismatched\n",
+		stats.JobsCompleted, stats.JobsFailed, stats.Drops, stats.Resumes, stats.Messages, stats.Lost, stats.Mismatches)
+	if stats.Lost > 0 || stats.Mismatches > 0 {
+		return fmt.Errorf("demo saw %d lost messages and %d clients with a wrong final state", stats.Lost, stats.Mismatches)
+	}
+	return nil
 }
+
