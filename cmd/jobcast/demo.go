@@ -115,4 +115,3 @@ Press Ctrl-C to stop.
 	}
 	return nil
 }
-
