@@ -1,0 +1,39 @@
+# jobcast developer tasks. `make help` lists them.
+GO        ?= go
+PKGS      ?= ./...
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME  ?= 10s
+
+.PHONY: help build test test-race lint bench bench-smoke fuzz demo clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/jobcast
+	$(GO) build -o bin/jobcast ./cmd/jobcast
+
+test: ## run every test with the race detector (what CI runs)
+	$(GO) test -race -count=1 $(PKGS)
+
+test-race: test ## same as test
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
+
+bench: ## run the benchmarks (see docs/benchmarks.md)
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+bench-smoke: ## run every benchmark once, so none can rot
+	$(GO) test -run='^$$' -bench=. -benchtime=1x $(PKGS)
+
+fuzz: ## run each fuzz target for FUZZTIME
+	@.ci/fuzz $(FUZZTIME)
+
+demo: ## run the live demo (embedded mode, no services needed)
+	$(GO) run ./cmd/jobcast demo
+
+clean: ## remove build output and demo data
+	rm -rf bin jobcast-demo-data
