@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Version is the envelope version this package speaks; every frame carries it
@@ -99,11 +100,18 @@ func DecodeClientFrame(data []byte) (*Envelope, error) {
 	if err := dec.Decode(&e); err != nil {
 		return nil, frameErr("malformed JSON frame")
 	}
-	if dec.More() {
+	// Decoder.More reports false before a stray ']' or '}', so ask for the
+	// next token instead: anything but EOF is trailing data.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, frameErr("trailing data after JSON frame")
 	}
 	if e.V != 0 && e.V != Version {
 		return nil, frameErr("unsupported protocol version %d (want %d)", e.V, Version)
+	}
+	// A null payload means no payload, as it does for hello and for
+	// producer events; clients in other languages often send one.
+	if bytes.Equal(e.Payload, []byte("null")) {
+		e.Payload = nil
 	}
 	switch e.Type {
 	case TypeHello:
