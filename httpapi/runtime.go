@@ -15,7 +15,12 @@ type RuntimeStats struct {
 	HeapAllocBytes uint64 `json:"heapAllocBytes"`
 	// Mallocs counts heap objects allocated since the process started; the
 	// difference over a run divided by the frames sent is allocs per frame.
-	Mallocs    uint64 `json:"mallocs"`
+	Mallocs uint64 `json:"mallocs"`
+	// StackInuseBytes is goroutine stacks, which the heap figures omit: an
+	// idle connection's reader goroutine lives there.
+	StackInuseBytes uint64 `json:"stackInuseBytes"`
+	// SysBytes is all memory the runtime obtained from the OS.
+	SysBytes   uint64 `json:"sysBytes"`
 	Goroutines int    `json:"goroutines"`
 	NumGC      uint32 `json:"numGC"`
 }
@@ -29,10 +34,12 @@ func (a *API) runtimeStats(w http.ResponseWriter, r *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	httputil.WriteJSON(w, http.StatusOK, RuntimeStats{
-		HeapInuseBytes: ms.HeapInuse,
-		HeapAllocBytes: ms.HeapAlloc,
-		Mallocs:        ms.Mallocs,
-		Goroutines:     runtime.NumGoroutine(),
-		NumGC:          ms.NumGC,
+		HeapInuseBytes:  ms.HeapInuse,
+		HeapAllocBytes:  ms.HeapAlloc,
+		Mallocs:         ms.Mallocs,
+		StackInuseBytes: ms.StackInuse,
+		SysBytes:        ms.Sys,
+		Goroutines:      runtime.NumGoroutine(),
+		NumGC:           ms.NumGC,
 	})
 }

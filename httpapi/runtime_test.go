@@ -43,7 +43,7 @@ func TestRuntimeStats(t *testing.T) {
 			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 				t.Fatal(err)
 			}
-			if st.HeapInuseBytes == 0 || st.HeapAllocBytes == 0 || st.Goroutines == 0 || st.NumGC == 0 || st.Mallocs == 0 {
+			if st.HeapInuseBytes == 0 || st.HeapAllocBytes == 0 || st.Goroutines == 0 || st.NumGC == 0 || st.Mallocs == 0 || st.StackInuseBytes == 0 || st.SysBytes == 0 {
 				t.Fatalf("implausible stats after GC: %+v", st)
 			}
 		})
