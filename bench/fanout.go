@@ -50,8 +50,8 @@ type FanoutOptions struct {
 	// Window is how many rounds may be in flight before the publisher waits
 	// for the slowest client (default 64; keep it well below the server's
 	// send queue length).
-	Window int64
-	Append AppendFunc
+	Window  int64
+	Append  AppendFunc
 	Clients FrameWaiter
 }
 
