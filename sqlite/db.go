@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -52,7 +53,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		if extra != "" {
 			q.Add("_pragma", extra)
 		}
-		return "file:" + path + "?" + q.Encode()
+		return "file:" + uriPath(path) + "?" + q.Encode()
 	}
 	write, err := sql.Open("sqlite", dsn("")+"&_txlock=immediate")
 	if err != nil {
@@ -73,6 +74,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	read.SetMaxOpenConns(4)
 	db.read = read
 	return db, nil
+}
+
+// uriPath escapes the characters that have a meaning in a SQLite URI
+// filename, so that a data dir named "a#b" or "50%" opens that file and not
+// a truncated name (with the pragmas lost after a stray '?').
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
 }
 
 func (db *DB) migrate(ctx context.Context) error {
