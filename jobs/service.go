@@ -200,6 +200,7 @@ type Retention struct {
 
 	mu      sync.Mutex
 	timer   jobcast.Timer
+	started bool
 	stopped bool
 	wg      sync.WaitGroup
 }
@@ -216,9 +217,16 @@ func NewRetention(store jobcast.JobStore, clock jobcast.Clock, log *slog.Logger,
 	return &Retention{store: store, clock: clock, log: log, keep: keep, interval: interval}
 }
 
-// Start runs a sweep now and then on every interval.
+// Start runs a sweep now and then on every interval. It is idempotent: a
+// second Start must not arm a second timer chain, which Stop would not see.
 func (r *Retention) Start() {
-	r.schedule(0)
+	r.mu.Lock()
+	started := r.started
+	r.started = true
+	r.mu.Unlock()
+	if !started {
+		r.schedule(0)
+	}
 }
 
 func (r *Retention) schedule(d time.Duration) {
