@@ -222,6 +222,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httputil.WriteError(w, http.StatusForbidden, auth.ErrTokenRevoked)
 			return
 		}
+		if h.jobFull(jobID) {
+			w.Header().Set("Retry-After", "5")
+			httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrTooManyConns, "too many connections to this job (max %d)", h.cfg.MaxConnsPerJob))
+			return
+		}
 	} else if jobID == "" {
 		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "jobId query parameter or a token is required"))
 		return
@@ -279,6 +284,16 @@ func (h *Hub) untrack(c *conn) {
 	h.mu.Unlock()
 	h.connCount.Add(-1)
 	h.wg.Done()
+}
+
+// jobFull reports whether jobID already has as many local watchers as
+// allowed, so that the handshake can answer 429 instead of upgrading only to
+// close. join enforces the limit again for connections that race past this.
+func (h *Hub) jobFull(jobID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.jobs[jobID]
+	return e != nil && e.refs >= h.cfg.MaxConnsPerJob
 }
 
 // join adds c to its job's watchers, subscribing to the broker for the first
