@@ -25,6 +25,9 @@ const closeGrace = 2 * time.Second
 // per ping and little else.
 const maxClientFramesPerSec = 50
 
+// errSlowConsumer stops the writer of a connection dropped as a slow consumer.
+var errSlowConsumer = errors.New("slow consumer")
+
 type outFrame struct {
 	data  []byte
 	close bool // data is a close-frame payload
@@ -48,6 +51,9 @@ type conn struct {
 
 	msgsSent  atomic.Int64
 	bytesSent atomic.Int64
+	// dropped is set when the connection is cut off as a slow consumer; the
+	// writer then stops writing instead of waiting on the client.
+	dropped atomic.Bool
 
 	mu              sync.Mutex
 	cc              ClientContext
@@ -317,6 +323,9 @@ func (c *conn) slowConsumerLocked() {
 	c.queue = nil
 	c.liveBuf = nil
 	c.closeLocked(protocol.ClosePolicyViolation, "slow consumer")
+	// Set dropped before the deadline: a writer that sets its own deadline
+	// after this one sees the flag and stops.
+	c.dropped.Store(true)
 	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
 }
 
@@ -353,7 +362,11 @@ func (c *conn) writeLoop() {
 				continue
 			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+			err := errSlowConsumer
+			if !c.dropped.Load() {
+				err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+			}
+			if err != nil {
 				c.ws.Close()
 				c.mu.Lock()
 				c.closing = true
