@@ -110,7 +110,9 @@ const maxAttempts = 8
 
 // update loads the job, applies fn and stores the result, retrying when
 // another node updated the job in between. fn returns the messages to log.
-func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) ([]*jobcast.Message, error)) (*jobcast.Job, []*jobcast.Message, error) {
+// On success it calls publish, still holding the job's lock, so that
+// concurrent updates on this node reach subscribers in seq order.
+func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) ([]*jobcast.Message, error), publish func(*jobcast.Job, []*jobcast.Message)) (*jobcast.Job, []*jobcast.Message, error) {
 	if !jobIDRE.MatchString(id) {
 		return nil, nil, jobcast.ErrJobNotFound
 	}
@@ -134,6 +136,7 @@ func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) (
 		if err != nil {
 			return nil, nil, fmt.Errorf("store job %s: %w", id, err)
 		}
+		publish(job, msgs)
 		return job, msgs, nil
 	}
 }
@@ -143,11 +146,12 @@ func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) (
 func (s *Service) Append(ctx context.Context, id string, events []protocol.ProducerEvent) (*jobcast.Job, []*jobcast.Message, error) {
 	job, msgs, err := s.update(ctx, id, func(job *jobcast.Job) ([]*jobcast.Message, error) {
 		return jobcast.ApplyEvents(job, events, s.catalog, s.clock.Now().UTC())
+	}, func(_ *jobcast.Job, msgs []*jobcast.Message) {
+		s.publish(ctx, id, msgs)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	s.publish(ctx, id, msgs)
 	return job, msgs, nil
 }
 
@@ -160,12 +164,13 @@ func (s *Service) RevokeTokens(ctx context.Context, id string) (*jobcast.Job, er
 		// this second so a token minted a moment ago is covered too.
 		job.TokensNotBefore = now.Truncate(time.Second).Add(time.Second)
 		return nil, nil
+	}, func(job *jobcast.Job, _ []*jobcast.Message) {
+		msg := &jobcast.Message{Envelope: protocol.Envelope{Type: jobcast.MessageRevoked, JobID: id, TS: job.TokensNotBefore.UnixMilli()}}
+		s.publish(ctx, id, []*jobcast.Message{msg})
 	})
 	if err != nil {
 		return nil, err
 	}
-	msg := &jobcast.Message{Envelope: protocol.Envelope{Type: jobcast.MessageRevoked, JobID: id, TS: job.TokensNotBefore.UnixMilli()}}
-	s.publish(ctx, id, []*jobcast.Message{msg})
 	return job, nil
 }
 
