@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -65,13 +66,16 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*jobcast.Job, 
 	if req.TotalCount < 0 {
 		return nil, jobcast.Errorf(protocol.ErrBadRequest, "totalCount must be >= 0")
 	}
-	if m := req.Metadata; len(m) > 0 && string(m) != "null" {
-		if m[0] != '{' {
+	if m := bytes.TrimSpace(req.Metadata); len(m) > 0 && string(m) != "null" {
+		// Go callers may pass any bytes; invalid JSON would otherwise
+		// fail later as an internal error.
+		if m[0] != '{' || !json.Valid(m) {
 			return nil, jobcast.Errorf(protocol.ErrBadRequest, "metadata must be a JSON object")
 		}
 		if len(m) > protocol.MaxMetadataBytes {
 			return nil, jobcast.Errorf(protocol.ErrTooLarge, "metadata of %d bytes exceeds %d", len(m), protocol.MaxMetadataBytes)
 		}
+		req.Metadata = m
 	} else {
 		req.Metadata = nil
 	}

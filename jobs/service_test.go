@@ -129,6 +129,7 @@ func TestCreateValidation(t *testing.T) {
 		{name: "longest pipeline", req: jobs.CreateRequest{Pipeline: strings.Repeat("p", 64)}},
 		{name: "longest jobId", req: jobs.CreateRequest{JobID: strings.Repeat("j", 128), Pipeline: "p"}},
 		{name: "null metadata", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`null`)}},
+		{name: "metadata with surrounding space", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(" {\"a\":1}\n")}},
 		{name: "metadata at the limit", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(bigMeta)}},
 		{name: "pipeline missing", req: jobs.CreateRequest{}, wantCode: protocol.ErrBadRequest, wantMsg: "pipeline is required: 1-64 characters of letters, digits, '_', '-' or '.'"},
 		{name: "pipeline with a space", req: jobs.CreateRequest{Pipeline: "csv import"}, wantCode: protocol.ErrBadRequest, wantMsg: "pipeline is required"},
@@ -141,6 +142,7 @@ func TestCreateValidation(t *testing.T) {
 		{name: "negative totalCount", req: jobs.CreateRequest{Pipeline: "p", TotalCount: -1}, wantCode: protocol.ErrBadRequest, wantMsg: "totalCount must be >= 0"},
 		{name: "metadata array", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`[1]`)}, wantCode: protocol.ErrBadRequest, wantMsg: "metadata must be a JSON object"},
 		{name: "metadata string", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`"x"`)}, wantCode: protocol.ErrBadRequest, wantMsg: "metadata must be a JSON object"},
+		{name: "metadata not JSON", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`{"a":`)}, wantCode: protocol.ErrBadRequest, wantMsg: "metadata must be a JSON object"},
 		{name: "metadata number", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`5`)}, wantCode: protocol.ErrBadRequest, wantMsg: "metadata must be a JSON object"},
 		{name: "metadata too big", req: jobs.CreateRequest{Pipeline: "p", Metadata: json.RawMessage(`{"x":"` + strings.Repeat("m", protocol.MaxMetadataBytes) + `"}`)}, wantCode: protocol.ErrTooLarge, wantMsg: "metadata of 8200 bytes exceeds 8192"},
 	}
@@ -174,7 +176,7 @@ func TestCreateValidation(t *testing.T) {
 			if tt.req.JobID != "" && got.JobID != tt.req.JobID {
 				t.Fatalf("stored id %q, want %q", got.JobID, tt.req.JobID)
 			}
-			wantMeta := string(tt.req.Metadata)
+			wantMeta := strings.TrimSpace(string(tt.req.Metadata))
 			if wantMeta == "null" {
 				wantMeta = ""
 			}

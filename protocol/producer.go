@@ -239,7 +239,9 @@ func jsonErrText(err error) string {
 		if e.Field != "" {
 			return fmt.Sprintf("field %s must be %s", e.Field, e.Type.String())
 		}
-		return fmt.Sprintf("value must be %s", e.Type.String())
+		// The target is an event struct; its Go type name means nothing
+		// to a producer.
+		return fmt.Sprintf("each event must be a JSON object, got %s", e.Value)
 	}
 	return "invalid JSON"
 }
