@@ -42,7 +42,8 @@ type Config struct {
 	URL   string
 	JobID string
 	// Token opens the job; TokenFunc, if set, is called for a fresh one when
-	// the server says the token expired (and once when it was rejected).
+	// the server says the token expired (and once when it was rejected), and
+	// for the first one when Token is empty.
 	Token     string
 	TokenFunc func(ctx context.Context) (string, error)
 	Context   ClientContext
@@ -191,6 +192,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 	failed := 0
 	lastDisconnect := ""
 	refreshedAfterReject := false
+	w.mu.Lock()
+	needToken := w.token == ""
+	w.mu.Unlock()
+	if needToken { // only a TokenFunc was configured: fetch the first token
+		tok, err := w.cfg.TokenFunc(ctx)
+		if err != nil {
+			return fmt.Errorf("jobcast: get token: %w", err)
+		}
+		w.mu.Lock()
+		w.token = tok
+		w.mu.Unlock()
+	}
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -199,6 +212,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ci.good {
 			failed = 0
 			refreshedAfterReject = false
+			// X-Last-Disconnect says why the last good connection ended,
+			// not why a later attempt failed.
+			lastDisconnect = ci.reason
 			w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason})
 		}
 		w.mu.Lock()
@@ -242,7 +258,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if w.cfg.MaxAttempts > 0 && failed >= w.cfg.MaxAttempts {
 			return fmt.Errorf("%w after %d attempts: %s", ErrGaveUp, failed, ci.reason)
 		}
-		lastDisconnect = ci.reason
 		delay := w.backoff(failed)
 		if ci.retryAfter > delay {
 			delay = ci.retryAfter
