@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -199,5 +200,46 @@ func TestShutdownSends1001(t *testing.T) {
 	// New connections are refused.
 	if _, _, err := dialRaw(t, e.wsURL(url.Values{"jobId": {tk.JobID}}), bearer(tk.Token)); err == nil {
 		t.Error("connected after shutdown")
+	}
+}
+
+// A client flooding the server with frames is closed with 4029.
+func TestClientFrameRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobcast.Config{})
+	tk := e.createJob(t)
+	c, _ := e.open(t, tk)
+	// 50 frames a second are fine (the manual clock stands still)...
+	for range 49 {
+		c.send(protocol.TypePong, protocol.Pong{ServerTime: 1})
+	}
+	c.expectNothing() // the 50th frame: its ping is answered
+	// ...the 51st is not.
+	c.send(protocol.TypePong, protocol.Pong{ServerTime: 1})
+	c.expectError(protocol.ErrRateLimited)
+	c.expectClose(protocol.CloseRateLimited)
+}
+
+// While the hub drains, new handshakes are refused with 503 and Retry-After.
+func TestHandshakeDuringShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobcast.Config{})
+	tk := e.createJob(t)
+	c, _ := e.open(t, tk)
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Hub.Shutdown(ctxT(t)) }()
+	c.expectClose(protocol.CloseGoingAway)
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	_, resp, err := dialRaw(t, e.wsURL(url.Values{"jobId": {tk.JobID}}), bearer(tk.Token))
+	if err == nil || resp == nil {
+		t.Fatalf("handshake during shutdown: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("status %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code, _ := httpError(t, resp); code != protocol.ErrUnavailable {
+		t.Errorf("code = %s", code)
 	}
 }
