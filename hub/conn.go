@@ -274,8 +274,12 @@ func (c *conn) onThrottleTimer() {
 	if c.closing {
 		return
 	}
-	if m := c.thr.fire(c.now()); m != nil {
+	m, again := c.thr.fire(c.now())
+	if m != nil {
 		c.enqueueLocked(m.Frame)
+	}
+	if again > 0 {
+		c.thrTimer = c.h.opt.Clock.AfterFunc(again, c.onThrottleTimer)
 	}
 }
 

@@ -40,15 +40,21 @@ func (t *throttle) offer(msg *jobcast.Message, now time.Time) (send bool, arm bo
 	return false, true, delay
 }
 
-// fire is the timer: it returns the held message to send now, if any.
-func (t *throttle) fire(now time.Time) *jobcast.Message {
+// fire is the timer: it returns the held message to send now, if any. When
+// a flush sent a frame after the timer was armed, the held message must wait
+// out that frame's window: fire then returns the delay after which the
+// caller calls fire again.
+func (t *throttle) fire(now time.Time) (*jobcast.Message, time.Duration) {
+	if t.pending != nil && now.Sub(t.lastSent) < t.window {
+		return nil, t.lastSent.Add(t.window).Sub(now)
+	}
 	t.armed = false
 	m := t.pending
 	t.pending = nil
 	if m != nil {
 		t.lastSent = now
 	}
-	return m
+	return m, 0
 }
 
 // flush returns the held message, if any, so that a terminal or error frame

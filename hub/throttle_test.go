@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -46,8 +47,18 @@ func (s *throttleSim) advance(at time.Time) {
 		due := *s.timerAt
 		s.timerAt = nil
 		s.now = due
-		if m := s.thr.fire(due); m != nil {
+		m, again := s.thr.fire(due)
+		if m != nil {
 			s.sent = append(s.sent, sentMsg{m.Seq, due, "fire"})
+		}
+		if again < 0 || again > s.thr.window || m != nil && again != 0 {
+			s.t.Fatalf("fire at %v: message %v and re-arm after %v", due.Sub(t0), m != nil, again)
+		}
+		if again > 0 {
+			next := due.Add(again)
+			s.timerAt = &next
+			s.advance(at) // the re-armed timer may fall due too
+			return
 		}
 	}
 	s.now = at
@@ -85,10 +96,10 @@ func (s *throttleSim) flush(at time.Time) {
 	}
 }
 
-// settle runs the pending timer, if any.
+// settle runs the timer until none is armed.
 func (s *throttleSim) settle() {
 	s.t.Helper()
-	if s.timerAt != nil {
+	for s.timerAt != nil {
 		s.advance(*s.timerAt)
 	}
 }
@@ -239,5 +250,60 @@ func TestThrottleDisabledWindow(t *testing.T) {
 	}
 	if len(s.sent) != 10 || s.timerAt != nil || s.thr.throttled != 0 {
 		t.Errorf("window 0: sent %d, timer %v, throttled %d", len(s.sent), s.timerAt, s.thr.throttled)
+	}
+}
+
+// A flush does not open a gap in the window: progress held after it waits a
+// full window from the flushed frame, not just until the earlier timer.
+func TestThrottleWindowAfterFlush(t *testing.T) {
+	t.Parallel()
+	const w = 500 * time.Millisecond
+	s := newSim(t, w)
+	s.offer(1, t0)                              // sent
+	s.offer(2, t0.Add(100*time.Millisecond))    // held; timer due at 500ms
+	s.flush(t0.Add(200 * time.Millisecond))     // an error frame: 2 goes at 200ms
+	s.offer(3, t0.Add(300*time.Millisecond))    // held
+	s.advance(t0.Add(700*time.Millisecond - 1)) // the old timer's time passes
+	if len(s.sent) != 2 {
+		t.Fatalf("sent %+v, want 3 held until 700ms", s.sent)
+	}
+	s.settle()
+	if len(s.sent) != 3 || s.sent[2].seq != 3 || !s.sent[2].at.Equal(t0.Add(700*time.Millisecond)) {
+		t.Fatalf("sent %+v, want 3 at 700ms", s.sent)
+	}
+}
+
+// TestThrottleInvariantsWithFlushes mixes flushes (error frames) into random
+// progress streams: a frame the throttle sends on its own (at once or by the
+// timer) is never less than a window after the previous one, none is held
+// longer than a window, and the last progress always goes out.
+func TestThrottleInvariantsWithFlushes(t *testing.T) {
+	t.Parallel()
+	const w = 500 * time.Millisecond
+	for seed := uint64(1); seed <= 50; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 0))
+		s := newSim(t, w)
+		now := t0
+		for seq := int64(1); seq <= 200; seq++ {
+			now = now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
+			if rng.IntN(10) == 0 {
+				s.flush(now)
+			}
+			s.offer(seq, now)
+		}
+		s.settle()
+		if last := s.sent[len(s.sent)-1]; last.seq != 200 {
+			t.Fatalf("seed %d: last sent %d, want 200", seed, last.seq)
+		}
+		for i, m := range s.sent {
+			if held := m.at.Sub(s.arrived[m.seq]); held > w {
+				t.Errorf("seed %d: frame %d held %v", seed, m.seq, held)
+			}
+			if i > 0 && m.how != "flush" {
+				if gap := m.at.Sub(s.sent[i-1].at); gap < w {
+					t.Errorf("seed %d: frame %d (%s) sent %v after frame %d", seed, m.seq, m.how, gap, s.sent[i-1].seq)
+				}
+			}
+		}
 	}
 }

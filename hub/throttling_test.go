@@ -111,3 +111,29 @@ func TestThrottleDisabled(t *testing.T) {
 		t.Errorf("throttledCount = %d", info.ThrottledCount)
 	}
 }
+
+// Progress held after an error waits a full window from the progress frame
+// the error flushed, not only until the timer armed before it.
+func TestThrottleAfterError(t *testing.T) {
+	t.Parallel()
+	const window = 500 * time.Millisecond
+	e := newEnv(t, jobcast.Config{Throttle: window})
+	tk := e.createJob(t)
+	c, _ := e.open(t, tk)
+	e.send(t, tk.JobID, progress(1)) // sent at 0
+	e.clock.Advance(100 * time.Millisecond)
+	e.send(t, tk.JobID, progress(2)) // held, timer due at 500ms
+	e.clock.Advance(100 * time.Millisecond)
+	e.send(t, tk.JobID, errorEv(protocol.ErrGeminiTimeout)) // flushes 2 at 200ms
+	if got := types(c.barrier()); !slices.Equal(got, []string{"job_progress#1", "job_progress#2", "error#3"}) {
+		t.Fatalf("got %v", got)
+	}
+	e.clock.Advance(100 * time.Millisecond)
+	e.send(t, tk.JobID, progress(4)) // held at 300ms
+	e.clock.Advance(400*time.Millisecond - time.Millisecond)
+	c.expectNothing() // not at 500ms, when the old timer was due
+	e.clock.Advance(time.Millisecond)
+	if got := c.barrier(); len(got) != 1 || processed(t, got[0]) != 4 {
+		t.Fatalf("at 700ms got %v, want progress 4", types(got))
+	}
+}
