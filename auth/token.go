@@ -45,10 +45,13 @@ func (t *Tokens) Issue(jobID string) (string, time.Time, error) {
 	now := t.clock.Now()
 	exp := now.Add(t.ttl)
 	key := t.ring.Current()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject:   jobID,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   jobID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+		IssuedAtMs: now.UnixMilli(),
 	})
 	tok.Header["kid"] = key.ID
 	s, err := tok.SignedString(key.Secret)
@@ -64,8 +67,9 @@ func (t *Tokens) Verify(raw, jobID string) (*Claims, error) {
 	if raw == "" {
 		return nil, ErrNoToken
 	}
-	var rc jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(raw, &rc, func(tok *jwt.Token) (any, error) {
+	var tc tokenClaims
+	rc := &tc.RegisteredClaims
+	_, err := jwt.ParseWithClaims(raw, &tc, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
 		if kid == "" {
 			return t.ring.Current().Secret, nil
@@ -93,13 +97,27 @@ func (t *Tokens) Verify(raw, jobID string) (*Claims, error) {
 		return nil, ErrWrongJob
 	}
 	c := &Claims{JobID: rc.Subject, Expires: rc.ExpiresAt.Time}
-	if rc.IssuedAt != nil {
+	switch {
+	case tc.IssuedAtMs > 0:
+		c.IssuedAt = time.UnixMilli(tc.IssuedAtMs)
+	case rc.IssuedAt != nil:
 		c.IssuedAt = rc.IssuedAt.Time
 	}
 	return c, nil
 }
 
-// Revoked reports whether a token with these claims was revoked for job.
+// tokenClaims adds a millisecond issue time to the registered claims: JWT's
+// iat has whole seconds, too coarse to tell a token minted just after a
+// revocation from one minted just before it. Tokens minted elsewhere carry
+// only iat and are compared by it.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	IssuedAtMs int64 `json:"iat_ms,omitempty"`
+}
+
+// Revoked reports whether a token with these claims was revoked for job: it
+// was issued before the job's TokensNotBefore. A token without any issue
+// time counts as issued at the beginning of time.
 func Revoked(c *Claims, job *jobcast.Job) bool {
 	return !job.TokensNotBefore.IsZero() && c.IssuedAt.Before(job.TokensNotBefore)
 }

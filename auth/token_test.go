@@ -75,7 +75,8 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Verify(jobID=%q): %v", jobID, err)
 		}
-		if c.JobID != "job-42" || !c.IssuedAt.Equal(t0) || !c.Expires.Equal(t0.Add(time.Hour)) {
+		// iat_ms keeps the issue time to the millisecond; exp is whole seconds.
+		if c.JobID != "job-42" || !c.IssuedAt.Equal(t0.Add(250*time.Millisecond)) || !c.Expires.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("claims = %+v", c)
 		}
 	}

@@ -164,9 +164,10 @@ func (s *Service) Append(ctx context.Context, id string, events []protocol.Produ
 func (s *Service) RevokeTokens(ctx context.Context, id string) (*jobcast.Job, error) {
 	now := s.clock.Now().UTC()
 	job, _, err := s.update(ctx, id, func(job *jobcast.Job) ([]*jobcast.Message, error) {
-		// JWT times have second precision: revoke through the end of
-		// this second so a token minted a moment ago is covered too.
-		job.TokensNotBefore = now.Truncate(time.Second).Add(time.Second)
+		// Tokens carry their issue time in milliseconds; revoking through
+		// the end of the current millisecond covers a token minted a
+		// moment ago, and one minted after this call is valid.
+		job.TokensNotBefore = now.Truncate(time.Millisecond).Add(time.Millisecond)
 		return nil, nil
 	}, func(job *jobcast.Job, _ []*jobcast.Message) {
 		msg := &jobcast.Message{Envelope: protocol.Envelope{Type: jobcast.MessageRevoked, JobID: id, TS: job.TokensNotBefore.UnixMilli()}}
