@@ -21,7 +21,7 @@ func DefaultCatalog() map[string]CatalogEntry {
 		protocol.ErrTokenInvalid:     {"You are not allowed to watch this job.", false},
 		protocol.ErrJobNotFound:      {"This job no longer exists.", false},
 		protocol.ErrConnectionLost:   {"Connection lost. Reconnecting…", true},
-		protocol.ErrRateLimited:      {"Too many connections. Retrying shortly.", true},
+		protocol.ErrRateLimited:      {"Too many requests. Retrying shortly.", true},
 		protocol.ErrProtocol:         {"The app sent a message the server did not understand.", false},
 		protocol.ErrInternal:         {"Something went wrong on our side. Retrying.", true},
 		protocol.ErrTooManyConns:     {"Too many viewers for this job.", true},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jobcast/jobcast/protocol"
 )
 
 // Config is the whole server configuration. Flags, environment variables and
@@ -136,8 +138,9 @@ func (c *Config) Validate() error {
 	if c.HeartbeatInterval > 0 && c.HeartbeatInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("heartbeat interval %s is below 100ms", c.HeartbeatInterval))
 	}
-	if c.MaxFrameBytes < 1024 {
-		errs = append(errs, fmt.Errorf("max frame bytes must be >= 1024, got %d", c.MaxFrameBytes))
+	if c.MaxFrameBytes < 1024 || c.MaxFrameBytes > protocol.MaxFrameBytes {
+		// Client frames are small (hello, pong); the protocol caps them.
+		errs = append(errs, fmt.Errorf("max frame bytes must be between 1024 and %d, got %d", protocol.MaxFrameBytes, c.MaxFrameBytes))
 	}
 	if c.MaxConnsPerIP < 1 || c.MaxConnsPerJob < 1 || c.SendQueueLen < 1 {
 		errs = append(errs, errors.New("connection limits and send queue length must be >= 1"))

@@ -84,7 +84,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero retention", modify: func(c *jobcast.Config) { c.JobRetention = 0 }, want: []string{"job retention must be positive"}},
 		{name: "zero write timeout", modify: func(c *jobcast.Config) { c.WriteTimeout = 0 }, want: []string{"write timeout must be positive"}},
 		{name: "negative throttle", modify: func(c *jobcast.Config) { c.Throttle = -time.Millisecond }, want: []string{"throttle must be >= 0, got -1ms"}},
-		{name: "tiny frames", modify: func(c *jobcast.Config) { c.MaxFrameBytes = 1023 }, want: []string{"max frame bytes must be >= 1024, got 1023"}},
+		{name: "tiny frames", modify: func(c *jobcast.Config) { c.MaxFrameBytes = 1023 }, want: []string{"max frame bytes must be between 1024 and 65536, got 1023"}},
+		{name: "frames above the protocol cap", modify: func(c *jobcast.Config) { c.MaxFrameBytes = 65537 }, want: []string{"max frame bytes must be between 1024 and 65536, got 65537"}},
 		{name: "zero conns per IP", modify: func(c *jobcast.Config) { c.MaxConnsPerIP = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},
 		{name: "zero conns per job", modify: func(c *jobcast.Config) { c.MaxConnsPerJob = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},
 		{name: "zero send queue", modify: func(c *jobcast.Config) { c.SendQueueLen = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},
@@ -98,7 +99,7 @@ func TestConfigValidate(t *testing.T) {
 			c.PongTimeout = -1
 			c.MaxFrameBytes = 10
 			c.JWTSecret = "short"
-		}, want: []string{"pong timeout must be positive", "max frame bytes must be >= 1024, got 10", "JWT secret must be at least 32 bytes"}},
+		}, want: []string{"pong timeout must be positive", "max frame bytes must be between 1024 and 65536, got 10", "JWT secret must be at least 32 bytes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,11 +50,16 @@ type Config struct {
 	// TokenIn selects how the token travels: "header" (default),
 	// "query", "subprotocol" (as browsers must) or "hello".
 	TokenIn string
-	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms, 30s);
-	// each failed attempt doubles the delay, with jitter.
+	// MinBackoff and MaxBackoff shape reconnect delays (defaults 250ms,
+	// 30s): the step starts at MinBackoff and doubles with each failed
+	// attempt up to MaxBackoff; the delay is drawn from [step/2, step], so
+	// the first retry may come after MinBackoff/2.
 	MinBackoff, MaxBackoff time.Duration
 	// MaxAttempts stops after this many failed attempts in a row (0: never).
 	MaxAttempts int
+	// Header adds request headers to every handshake (an Origin, a header
+	// a proxy in front of jobcast wants); the watcher's own headers win.
+	Header http.Header
 	// Dialer dials the WebSocket (default: 10s handshake timeout).
 	Dialer *websocket.Dialer
 
@@ -307,7 +312,10 @@ func (w *Watcher) connectOnce(ctx context.Context, failed int, lastDisconnect st
 	if w.cfg.JobID != "" {
 		q.Set("jobId", w.cfg.JobID)
 	}
-	h := http.Header{}
+	h := w.cfg.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	cc := w.cfg.Context
 	setIf := func(k, v string) {
 		if v != "" {
@@ -399,11 +407,18 @@ func handshakeFailure(resp *http.Response, err error) closeInfo {
 		ci.refresh, ci.err = true, ErrTokenInvalid
 	case ae.Status == http.StatusNotFound && ae.Code == protocol.ErrJobNotFound:
 		ci.err = ErrJobNotFound
-	case ae.Status == http.StatusBadRequest:
-		ci.err = fmt.Errorf("jobcast: handshake rejected: %s", ae.Message)
+	case ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusRequestTimeout &&
+		ae.Status != http.StatusTooEarly && ae.Status != http.StatusTooManyRequests:
+		// A refused origin, a wrong path, a malformed request: the same
+		// request will be refused again.
+		ci.err = fmt.Errorf("jobcast: handshake rejected: %w", ae)
 	}
 	return ci
 }
+
+// deadServerMargin is added to heartbeat interval plus pong timeout before
+// a silent server counts as dead: room for one round trip of a slow network.
+const deadServerMargin = time.Second
 
 // readLoop handles frames until the connection ends.
 func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
@@ -427,10 +442,17 @@ func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
 			}
 			// A server is dead when neither a ping nor anything else
 			// arrives for a heartbeat plus the pong timeout.
-			deadline = time.Duration(r.HeartbeatIntervalMs+r.PongTimeoutMs)*time.Millisecond + 5*time.Second
+			deadline = time.Duration(r.HeartbeatIntervalMs+r.PongTimeoutMs)*time.Millisecond + deadServerMargin
 			ci.good = true
 			w.mu.Lock()
 			w.ready = r
+			if r.Resumed && r.LastSeq < w.lastSeq {
+				// The server knows less than we saw (its store was
+				// restored): it is the authority, so take its state and
+				// accept its seq numbers again.
+				w.lastSeq = r.LastSeq
+				w.state = r.State
+			}
 			if r.State.Seq >= w.state.Seq {
 				w.state = r.State
 			}

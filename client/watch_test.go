@@ -649,3 +649,90 @@ func TestNewWatcherValidates(t *testing.T) {
 		}
 	}
 }
+
+// A handshake refused with a 4xx that no retry can fix (a refused origin, a
+// wrong path) ends Run at once with the server's answer.
+func TestWatcherStopsOnPermanentHandshakeErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobcast.Config{AllowedOrigins: []string{"https://app.example.com"}})
+	job := e.createJob(t)
+	for _, tc := range []struct {
+		name   string
+		url    string
+		origin string
+		status int
+	}{
+		{"refused origin", e.srv.WSURL, "https://evil.example.com", http.StatusForbidden},
+		{"wrong path", e.srv.URL + "/ws/nowhere", "", http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			cfg := client.Config{URL: strings.Replace(tc.url, "http://", "ws://", 1), JobID: job.JobID, Token: job.Token,
+				MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+			if tc.origin != "" {
+				cfg.Header = http.Header{"Origin": {tc.origin}}
+			}
+			rec.hook(&cfg)
+			w, err := client.NewWatcher(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = result(t, run(t, w))
+			var ae *client.APIError
+			if !errors.As(err, &ae) || ae.Status != tc.status {
+				t.Fatalf("Run = %v, want an *APIError with status %d", err, tc.status)
+			}
+			if n := len(rec.eventsOf("reconnecting")); n != 0 {
+				t.Errorf("%d retries of a permanent error", n)
+			}
+		})
+	}
+}
+
+// When a resuming watcher learns from ready that the server knows less than
+// it saw (a restored store), it takes the server's seq numbers again instead
+// of dropping them as duplicates.
+func TestWatcherAcceptsServerRollback(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t, func(n int, c *websocket.Conn) {
+		job := protocol.Envelope{JobID: "j", Pipeline: "p"}
+		send := func(typ string, seq int64, payload string) {
+			m := job
+			m.Type, m.Seq = typ, seq
+			_ = writeEnv(c, m, payload)
+		}
+		if n == 1 {
+			send(protocol.TypeReady, 0, `{"connectionId":"c1","heartbeatIntervalMs":30000,"pongTimeoutMs":10000,"state":{"jobId":"j","status":"running","seq":0}}`)
+			send(protocol.TypeJobStarted, 1, `{"totalCount":10}`)
+			send(protocol.TypeJobProgress, 5, `{"processedCount":5}`)
+			_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, "restart"))
+			drain(c)
+			return
+		}
+		send(protocol.TypeReady, 0, `{"connectionId":"c2","heartbeatIntervalMs":30000,"pongTimeoutMs":10000,"resumed":true,"lastSeq":2,"state":{"jobId":"j","status":"running","seq":2,"processedCount":2}}`)
+		send(protocol.TypeJobProgress, 3, `{"processedCount":3}`)
+		send(protocol.TypeJobCompleted, 4, `{"successCount":10}`)
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
+		drain(c)
+	})
+	rec := newRecorder()
+	cfg := client.Config{URL: s.wsURL(), JobID: "j", Token: "tok", MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+	rec.hook(&cfg)
+	w, err := client.NewWatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := result(t, run(t, w)); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := s.request(1).Header.Get("X-Last-Seq"); got != "5" {
+		t.Errorf("X-Last-Seq on reconnect = %q, want 5", got)
+	}
+	if got := seqsOf(rec.messages()); !slices.Equal(got, []int64{1, 5, 3, 4}) {
+		t.Errorf("OnMessage seqs = %v, want [1 5 3 4]", got)
+	}
+	if st := w.State(); st.Status != protocol.StatusCompleted || st.Seq != 4 {
+		t.Errorf("state = %+v", st)
+	}
+}

@@ -152,6 +152,13 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		after = *lastSeq
 	}
 	if err == nil {
+		// A client cannot have seen more than the job has (a store
+		// restored from backup, a client bug): resume from what the
+		// server knows, and say so in ready.lastSeq, or the connection
+		// would drop every message up to the client's number.
+		if after > job.Seq {
+			after = job.Seq
+		}
 		logged, err = c.h.opt.Store.Messages(ctx, c.jobID, after)
 	}
 	if err != nil {

@@ -481,3 +481,26 @@ func TestClientContext(t *testing.T) {
 		}
 	})
 }
+
+// A client claiming a lastSeq beyond the job's (a store restored from a
+// backup, a client bug) resumes from the job's seq instead of silently
+// dropping every live message up to its number.
+func TestResumeAheadOfServer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobcast.Config{ThrottleDisabled: true})
+	tk := e.createJob(t)
+	e.send(t, tk.JobID, started(), progress(1))
+	q := url.Values{"jobId": {tk.JobID}, "lastSeq": {"50"}}
+	c := dial(t, e.wsURL(q), bearer(tk.Token))
+	if r := c.ready(); !r.Resumed || r.LastSeq != 2 || r.State.Seq != 2 {
+		t.Fatalf("ready resumed=%v lastSeq=%d state.seq=%d, want true 2 2", r.Resumed, r.LastSeq, r.State.Seq)
+	}
+	e.send(t, tk.JobID, errorEv("E_X"), completed())
+	got, code := c.untilClose()
+	if code != protocol.CloseJobFinished {
+		t.Errorf("close %d, want 1000", code)
+	}
+	if want := []int64{3, 4}; !slices.Equal(seqs(got), want) {
+		t.Errorf("seqs = %v, want %v", seqs(got), want)
+	}
+}
