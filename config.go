@@ -3,6 +3,8 @@ package jobcast
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/jobcast/jobcast/protocol"
@@ -64,6 +66,11 @@ type Config struct {
 	MaxProtocolViolation int           `yaml:"maxProtocolViolation"` // default 5
 	WriteTimeout         time.Duration `yaml:"writeTimeout"`         // default 10s
 	HelloTimeout         time.Duration `yaml:"helloTimeout"`         // default 10s
+	// TrustedProxies lists the reverse proxies (addresses or CIDR
+	// prefixes) whose X-Forwarded-For and X-Forwarded-Proto are believed
+	// (JOBCAST_TRUSTED_PROXIES). Empty: none; per-IP limits then count the
+	// proxy's own address.
+	TrustedProxies []string `yaml:"trustedProxies"`
 	// AllowedOrigins lists the browser origins allowed to open WebSockets;
 	// empty allows any (tokens are not ambient credentials).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
@@ -157,12 +164,26 @@ func (c *Config) Validate() error {
 			break
 		}
 	}
+	for _, p := range c.TrustedProxies {
+		if !validProxy(p) {
+			errs = append(errs, fmt.Errorf("trusted proxy %q is not an address or CIDR prefix", p))
+		}
+	}
 	for code := range c.Errors {
 		if len(code) < 3 || code[:2] != "E_" {
 			errs = append(errs, fmt.Errorf("error catalog code %q must start with E_", code))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validProxy(s string) bool {
+	if strings.Contains(s, "/") {
+		_, err := netip.ParsePrefix(s)
+		return err == nil
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // EffectiveThrottle is the progress throttle window in force: zero when

@@ -86,6 +86,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative throttle", modify: func(c *jobcast.Config) { c.Throttle = -time.Millisecond }, want: []string{"throttle must be >= 0, got -1ms"}},
 		{name: "tiny frames", modify: func(c *jobcast.Config) { c.MaxFrameBytes = 1023 }, want: []string{"max frame bytes must be between 1024 and 65536, got 1023"}},
 		{name: "frames above the protocol cap", modify: func(c *jobcast.Config) { c.MaxFrameBytes = 65537 }, want: []string{"max frame bytes must be between 1024 and 65536, got 65537"}},
+		{name: "bad trusted proxy", modify: func(c *jobcast.Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, want: []string{`trusted proxy "proxy.local" is not an address or CIDR prefix`}},
 		{name: "zero conns per IP", modify: func(c *jobcast.Config) { c.MaxConnsPerIP = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},
 		{name: "zero conns per job", modify: func(c *jobcast.Config) { c.MaxConnsPerJob = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},
 		{name: "zero send queue", modify: func(c *jobcast.Config) { c.SendQueueLen = 0 }, want: []string{"connection limits and send queue length must be >= 1"}},

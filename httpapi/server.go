@@ -38,12 +38,15 @@ type API struct {
 	opt      Options
 	mux      *http.ServeMux
 	reqRate  *ratelimit.Limiter
+	trust    *httputil.ProxyTrust
 	draining atomic.Bool
 }
 
 // New returns the API handler with every route mounted.
 func New(opt Options) *API {
-	a := &API{opt: opt, mux: http.NewServeMux(), reqRate: ratelimit.New(opt.Config.RequestsPerSecPerIP, 0)}
+	// Config.Validate has checked the proxy entries.
+	trust, _ := httputil.ParseProxyTrust(opt.Config.TrustedProxies)
+	a := &API{opt: opt, mux: http.NewServeMux(), reqRate: ratelimit.New(opt.Config.RequestsPerSecPerIP, 0), trust: trust}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.Handle("GET /ws/progress", opt.Hub)
@@ -78,7 +81,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if !strings.HasPrefix(r.URL.Path, "/ws/") && !strings.HasPrefix(r.URL.Path, "/healthz") {
-		if !a.reqRate.Allow(httputil.ClientIP(r), a.opt.Clock.Now()) {
+		if !a.reqRate.Allow(a.trust.ClientIP(r), a.opt.Clock.Now()) {
 			w.Header().Set("Retry-After", "1")
 			httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many requests from this address"))
 			return
@@ -182,11 +185,7 @@ func (a *API) tokenResponse(r *http.Request, jobID string) (*TokenResponse, erro
 func (a *API) websocketURL(r *http.Request, jobID string) string {
 	base := strings.TrimRight(a.opt.Config.PublicURL, "/")
 	if base == "" {
-		scheme := "http"
-		if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
+		base = a.trust.Scheme(r) + "://" + r.Host
 	}
 	base = strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
 	return base + "/ws/progress?jobId=" + jobID

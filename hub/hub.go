@@ -41,6 +41,7 @@ type Hub struct {
 	cfg      jobcast.Config
 	upgrader websocket.Upgrader
 
+	trust     *httputil.ProxyTrust
 	ipConns   *ratelimit.Counter
 	ipRate    *ratelimit.Limiter
 	connCount atomic.Int64
@@ -68,7 +69,10 @@ type jobEntry struct {
 // New returns a hub.
 func New(opt Options) *Hub {
 	cfg := opt.Config
+	// Config.Validate has checked the entries.
+	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
 	h := &Hub{
+		trust:   trust,
 		opt:     opt,
 		cfg:     cfg,
 		ipConns: ratelimit.NewCounter(cfg.MaxConnsPerIP),
@@ -182,7 +186,7 @@ func parseHandshake(r *http.Request) (token, jobID string, lastSeq int64, hasLas
 // failures are plain HTTP errors with the JSON error body.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.opt.Clock.Now()
-	ip := httputil.ClientIP(r)
+	ip := h.trust.ClientIP(r)
 	h.mu.Lock()
 	closing := h.closing
 	h.mu.Unlock()

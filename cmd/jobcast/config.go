@@ -142,6 +142,9 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 	if v, ok := env("JOBCAST_ALLOWED_ORIGINS"); ok && v != "" {
 		cfg.AllowedOrigins = splitList(v)
 	}
+	if v, ok := env("JOBCAST_TRUSTED_PROXIES"); ok && v != "" {
+		cfg.TrustedProxies = splitList(v)
+	}
 	millis := func(name string, dst *time.Duration) (bool, error) {
 		v, ok := env(name)
 		if !ok || v == "" {

@@ -4,7 +4,6 @@ package httputil
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 
 	"github.com/jobcast/jobcast"
@@ -40,13 +39,4 @@ func WriteError(w http.ResponseWriter, status int, err error) {
 		status = jobcast.HTTPStatus(code)
 	}
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: jobcast.ErrorMessage(err)}})
-}
-
-// ClientIP returns the peer address of r without its port.
-func ClientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
