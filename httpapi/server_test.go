@@ -72,8 +72,8 @@ func TestProducerBadInput(t *testing.T) {
 	deep := strings.Repeat("[", 40) + strings.Repeat("]", 40)
 	tests := []struct {
 		name, method, path, token, body string
-		status                           int
-		code, msg                        string
+		status                          int
+		code, msg                       string
 	}{
 		{"no key", "POST", "/v1/jobs", "", `{"pipeline":"x"}`, 401, "E_UNAUTHORIZED", "API key"},
 		{"wrong key", "POST", "/v1/jobs", "wrong-key-0123456789", `{"pipeline":"x"}`, 401, "E_UNAUTHORIZED", "API key"},
