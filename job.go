@@ -104,6 +104,9 @@ func applyEvent(job *Job, ev *protocol.ProducerEvent, catalog *Catalog, now time
 		return nil, Errorf(protocol.ErrJobFinished, "job %s is already %s; no events are accepted after a terminal event", job.JobID, job.Status)
 	}
 	payload := ev.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("{}")
+	}
 	switch ev.Type {
 	case protocol.EventStarted:
 		var p struct {

@@ -322,6 +322,19 @@ func TestApplyEventsUnvalidatedInput(t *testing.T) {
 	}
 }
 
+// An event that skipped validation and has no payload is read as {}.
+func TestApplyEventsEmptyPayload(t *testing.T) {
+	t.Parallel()
+	job := newJob()
+	msgs, err := jobcast.ApplyEvents(job, []protocol.ProducerEvent{{Type: "started"}}, jobcast.NewCatalog(nil), testNow)
+	if err != nil {
+		t.Fatalf("ApplyEvents: %v", err)
+	}
+	if len(msgs) != 1 || msgs[0].Seq != 1 || string(msgs[0].Payload) != "{}" || job.Status != protocol.StatusRunning {
+		t.Fatalf("msgs %+v, job status %s", msgs, job.Status)
+	}
+}
+
 func TestApplyEventsUsesCatalogOverrides(t *testing.T) {
 	t.Parallel()
 	cat := jobcast.NewCatalog(map[string]jobcast.CatalogEntry{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Producer event types accepted by POST /v1/jobs/{jobId}/events.
@@ -120,6 +121,9 @@ func (e *ProducerEvent) Validate() error {
 		return invalid("payload of %d bytes exceeds %d", len(p), MaxPayloadBytes)
 	}
 	e.Payload = json.RawMessage(p)
+	if err := checkFieldCase(p, knownFields[e.Type]); err != nil {
+		return err
+	}
 	switch e.Type {
 	case EventStarted:
 		var s struct {
@@ -194,6 +198,34 @@ func (e *ProducerEvent) Validate() error {
 		}
 		if d := bytes.TrimSpace(s.Details); len(d) > 0 && !bytes.Equal(d, []byte("null")) && d[0] != '{' {
 			return invalid("details must be a JSON object")
+		}
+	}
+	return nil
+}
+
+// knownFields are the payload fields jobcast reads, per event type.
+var knownFields = map[string][]string{
+	EventStarted:   {"totalCount"},
+	EventProgress:  {"processedCount", "totalCount", "currentItem", "message"},
+	EventCompleted: {"successCount", "failureCount", "result"},
+	EventFailed:    {"code", "message", "retryable", "details"},
+	EventError:     {"code", "message", "retryable", "details"},
+}
+
+// checkFieldCase rejects a payload key that matches a known field only when
+// case is ignored ("ProcessedCount"): Go's decoder would accept it, but the
+// payload is forwarded verbatim and clients in other languages would not
+// find the field.
+func checkFieldCase(payload []byte, fields []string) error {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &keys); err != nil {
+		return invalid("payload: %s", jsonErrText(err))
+	}
+	for k := range keys {
+		for _, f := range fields {
+			if k != f && strings.EqualFold(k, f) {
+				return invalid("payload field %q must be spelled %q", k, f)
+			}
 		}
 	}
 	return nil
