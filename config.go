@@ -75,6 +75,12 @@ type Config struct {
 	// empty allows any (tokens are not ambient credentials).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
 
+	// ShutdownDelay is how long a stopping node keeps serving with /readyz
+	// failing, before it drains producers and closes clients with 1001, so
+	// that a load balancer stops routing to it first (JOBCAST_SHUTDOWN_DELAY,
+	// default 0).
+	ShutdownDelay time.Duration `yaml:"shutdownDelay"`
+
 	// Errors overrides or extends the error catalog.
 	Errors map[string]CatalogEntry `yaml:"errors"`
 }
@@ -139,6 +145,9 @@ func (c *Config) Validate() error {
 	positive("token TTL", c.TokenTTL)
 	positive("job retention", c.JobRetention)
 	positive("write timeout", c.WriteTimeout)
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("shutdown delay must be >= 0, got %s", c.ShutdownDelay))
+	}
 	if c.Throttle < 0 {
 		errs = append(errs, fmt.Errorf("throttle must be >= 0, got %s", c.Throttle))
 	}

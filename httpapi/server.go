@@ -40,6 +40,7 @@ type API struct {
 	reqRate  *ratelimit.Limiter
 	trust    *httputil.ProxyTrust
 	draining atomic.Bool
+	notReady atomic.Bool
 }
 
 // New returns the API handler with every route mounted.
@@ -64,9 +65,16 @@ func New(opt Options) *API {
 	return a
 }
 
-// Drain makes producer endpoints answer 503 with Retry-After, for graceful
-// shutdown.
-func (a *API) Drain() { a.draining.Store(true) }
+// NotReady makes /readyz fail while everything else keeps serving: the
+// first step of a graceful shutdown, so load balancers stop sending traffic.
+func (a *API) NotReady() { a.notReady.Store(true) }
+
+// Drain makes producer endpoints answer 503 with Retry-After (and /readyz
+// fail), for graceful shutdown.
+func (a *API) Drain() {
+	a.notReady.Store(true)
+	a.draining.Store(true)
+}
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +158,7 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
-	if a.draining.Load() {
+	if a.notReady.Load() {
 		httputil.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 		return
 	}

@@ -157,11 +157,15 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 		*dst = time.Duration(n) * time.Millisecond
 		return true, nil
 	}
-	if _, err := millis("JOBCAST_HEARTBEAT_INTERVAL_MS", &cfg.HeartbeatInterval); err != nil {
-		return err
-	}
-	if _, err := millis("JOBCAST_PONG_TIMEOUT_MS", &cfg.PongTimeout); err != nil {
-		return err
+	for name, dst := range map[string]*time.Duration{
+		"JOBCAST_HEARTBEAT_INTERVAL_MS": &cfg.HeartbeatInterval,
+		"JOBCAST_PONG_TIMEOUT_MS":       &cfg.PongTimeout,
+	} {
+		if ok, err := millis(name, dst); err != nil {
+			return err
+		} else if ok && *dst == 0 {
+			return fmt.Errorf("%s must be at least 1 millisecond (unset it for the default)", name)
+		}
 	}
 	if ok, err := millis("JOBCAST_THROTTLE_MS", &cfg.Throttle); err != nil {
 		return err
@@ -184,6 +188,9 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 		return err
 	}
 	if err := dur("JOBCAST_JOB_RETENTION", &cfg.JobRetention); err != nil {
+		return err
+	}
+	if err := dur("JOBCAST_SHUTDOWN_DELAY", &cfg.ShutdownDelay); err != nil {
 		return err
 	}
 	ints := func(name string, dst *int) error {

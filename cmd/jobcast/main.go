@@ -106,7 +106,7 @@ func runServe(ctx context.Context, args []string, env envLookup, stdout, stderr 
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDelay+10*time.Second)
 	defer cancel()
 	return n.shutdown(sctx)
 }
@@ -131,5 +131,8 @@ func runKeys(args []string, env envLookup, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "added signing key %s; restart nodes to sign with it (older keys keep verifying)\n", kid)
+	if v, ok := env("JOBCAST_JWT_SECRET"); ok && v != "" {
+		fmt.Fprintln(stdout, "note: JOBCAST_JWT_SECRET is set, and nodes sign with it, not with the key ring; the new key only verifies")
+	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -270,6 +271,8 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"env not a number", nil, map[string]string{"JOBCAST_THROTTLE_MS": "fast"}, "JOBCAST_THROTTLE_MS must be a whole number"},
+		{"zero heartbeat env", nil, map[string]string{"JOBCAST_HEARTBEAT_INTERVAL_MS": "0"}, "JOBCAST_HEARTBEAT_INTERVAL_MS must be at least 1 millisecond"},
+		{"bad shutdown delay", nil, map[string]string{"JOBCAST_SHUTDOWN_DELAY": "soon"}, "JOBCAST_SHUTDOWN_DELAY must be a duration"},
 		{"bad ttl", nil, map[string]string{"JOBCAST_TOKEN_TTL": "forever"}, "JOBCAST_TOKEN_TTL must be a duration"},
 		{"short secret", nil, map[string]string{"JOBCAST_JWT_SECRET": "short"}, "JWT secret must be at least 32 bytes"},
 		{"short api key", []string{"-api-keys", "abc"}, nil, "API keys must be at least 16 characters"},
@@ -319,5 +322,47 @@ func TestUsage(t *testing.T) {
 	}
 	if rc := Main(context.Background(), []string{"frobnicate"}, mapEnv(nil), &out, &errb); rc != 2 || !strings.Contains(errb.String(), `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: rc=%d", rc)
+	}
+}
+
+// With a shutdown delay, a stopping node first fails /readyz while it keeps
+// serving producers, then drains and exits.
+func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"JOBCAST_API_KEYS": "delay-test-key-0123456789", "JOBCAST_SHUTDOWN_DELAY": "3s"}
+	stdout, stderr, stop := runMain(t, []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir()}, env)
+	base := stdout.waitFor(t, servingRE)[1]
+	readyz := func() int {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != 200 {
+		t.Fatalf("readyz before shutdown: %d", got)
+	}
+	exited := make(chan int, 1)
+	go func() { exited <- stop() }()
+	deadline := time.Now().Add(3 * time.Second)
+	for readyz() != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz never failed during the shutdown delay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Still serving producers during the delay.
+	if _, err := client.NewProducer(base, env["JOBCAST_API_KEYS"]).CreateJob(context.Background(),
+		client.CreateJobRequest{Pipeline: "csv_import"}); err != nil {
+		t.Errorf("producer refused during the shutdown delay: %v", err)
+	}
+	select {
+	case rc := <-exited:
+		if rc != 0 {
+			t.Fatalf("exit %d: %s", rc, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not exit after the delay")
 	}
 }

@@ -144,6 +144,16 @@ func (n *node) URL() string {
 // shutdown drains producers, closes clients with 1001, stops the HTTP server
 // and closes the stores, within ctx.
 func (n *node) shutdown(ctx context.Context) error {
+	if d := n.cfg.ShutdownDelay; d > 0 {
+		n.api.NotReady()
+		n.log.Info("not ready; waiting before closing connections", "delay", d)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	n.api.Drain()
 	var errs []error
 	if err := n.hub.Shutdown(ctx); err != nil {
