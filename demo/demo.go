@@ -241,10 +241,13 @@ type seen struct {
 	mu        sync.Mutex
 	nonProg   map[int64]string // seq → type of non-progress messages
 	lastState protocol.JobState
+	resumes   int
+	network   string
 }
 
 // runJob runs one job from creation to its terminal event, with watchers.
 func (s *sim) runJob(ctx context.Context, p pipeline) {
+	began := time.Now()
 	total := p.total[0] + int64(s.float()*float64(p.total[1]-p.total[0]))
 	tk, err := s.producer.CreateJob(ctx, client.CreateJobRequest{Pipeline: p.name, TotalCount: total,
 		Metadata: []byte(fmt.Sprintf(`{"source":"demo","items":%d}`, total))})
@@ -307,12 +310,31 @@ func (s *sim) runJob(ctx context.Context, p pipeline) {
 	} else {
 		atomic.AddInt64(&s.stats.JobsFailed, 1)
 	}
+	var watchers []string
+	for _, r := range results {
+		r.mu.Lock()
+		w := r.network
+		if r.resumes > 0 {
+			w += fmt.Sprintf(" (resumed %d×)", r.resumes)
+		}
+		watchers = append(watchers, w)
+		r.mu.Unlock()
+	}
+	outcome := fmt.Sprintf("%d/%d", final.ProcessedCount, final.TotalCount)
+	if final.LastError != nil {
+		outcome += " last error " + final.LastError.Code
+	}
+	fmt.Fprintf(s.opt.Out, "  %-9s %-16s %s  %-24s %6s · watched by %s\n",
+		final.Status, p.name, final.JobID, outcome, time.Since(began).Round(100*time.Millisecond), strings.Join(watchers, ", "))
 }
 
 // watch runs one simulated mobile client on the job.
 func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen) {
 	atomic.AddInt64(&s.stats.Clients, 1)
 	cc := s.clientContext()
+	r.mu.Lock()
+	r.network = cc.NetworkType
+	r.mu.Unlock()
 	// Cellular clients drop more often, as real ones do.
 	dropProb := 0.2
 	if cc.NetworkType == "cellular" {
@@ -349,6 +371,9 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 				atomic.AddInt64(&s.stats.Connected, 1)
 				if e.Resumed {
 					atomic.AddInt64(&s.stats.Resumes, 1)
+					r.mu.Lock()
+					r.resumes++
+					r.mu.Unlock()
 				}
 			case "disconnected":
 				atomic.AddInt64(&s.stats.Connected, -1)
