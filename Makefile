@@ -4,7 +4,7 @@ PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-race lint bench bench-smoke fuzz demo clean
+.PHONY: help build test test-race lint bench bench-idle bench-smoke fuzz demo clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ lint: ## gofmt, go vet and staticcheck
 
 bench: ## run the benchmarks (see docs/benchmarks.md)
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+bench-idle: ## memory per idle connection at 10,000 connections (a second process)
+	JOBCAST_BENCH_IDLE=1 $(GO) test -run='^$$' -bench=IdleConnections -benchtime=1x -v ./bench/
 
 bench-smoke: ## run every benchmark once, so none can rot
 	$(GO) test -run='^$$' -bench=. -benchtime=1x $(PKGS)

@@ -541,13 +541,11 @@ func (c *conn) onPongTimeout(st int64) {
 
 // awaitHello holds a connection that presented no token until a hello frame
 // brings one.
-func (c *conn) awaitHello(hasLastSeq bool, lastSeq int64) {
+func (c *conn) awaitHello(lastSeq *int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.awaitingHello = true
-	if hasLastSeq {
-		c.handshakeSeq = &lastSeq
-	}
+	c.handshakeSeq = lastSeq
 	c.helloTimer = c.h.opt.Clock.AfterFunc(c.h.cfg.HelloTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -240,31 +240,41 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"))
 		return
 	}
-	defer h.ipConns.Release(ip)
-
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.ipConns.Release(ip)
 		return // the upgrader wrote the error response
 	}
 	c := h.newConn(ws, jobID, ip, cc, now)
 	c.claims = claims
 	if !h.track(c) {
+		h.ipConns.Release(ip)
 		c.closeNow(protocol.CloseGoingAway, "server shutting down")
 		ws.Close()
 		return
 	}
-	defer h.untrack(c)
-	if claims != nil {
-		var ls *int64
-		if hasLastSeq {
-			ls = &lastSeq
-		}
-		if !c.start(r.Context(), ls) {
+	var ls *int64
+	if hasLastSeq {
+		ls = &lastSeq
+	}
+	// The connection lives in a goroutine of its own and the handler
+	// returns: net/http's per-request buffers, the request and the
+	// handler's grown stack would otherwise stay alive as long as the
+	// WebSocket, about two thirds of an idle connection's memory.
+	go c.serve(ls)
+}
+
+// serve runs an upgraded connection until it closes.
+func (c *conn) serve(lastSeq *int64) {
+	defer c.h.ipConns.Release(c.ip)
+	defer c.h.untrack(c)
+	if c.claims != nil {
+		if !c.start(context.Background(), lastSeq) {
 			c.readUntilClosed()
 			return
 		}
 	} else {
-		c.awaitHello(hasLastSeq, lastSeq)
+		c.awaitHello(lastSeq)
 	}
 	c.readLoop()
 }
