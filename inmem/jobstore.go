@@ -18,13 +18,20 @@ var _ jobcast.JobStore = (*JobStore)(nil)
 // callers can never alias stored state.
 type JobStore struct {
 	mu   sync.RWMutex
-	jobs map[string][]byte
+	jobs map[string]storedJob
 	logs map[string][]protocol.Envelope
+}
+
+// storedJob keeps the revision beside the encoded job, so that a
+// conditional update need not decode the job to compare it.
+type storedJob struct {
+	rev  int64
+	data []byte
 }
 
 // NewJobStore returns an empty JobStore.
 func NewJobStore() *JobStore {
-	return &JobStore{jobs: make(map[string][]byte), logs: make(map[string][]protocol.Envelope)}
+	return &JobStore{jobs: make(map[string]storedJob), logs: make(map[string][]protocol.Envelope)}
 }
 
 // CreateJob implements jobcast.JobStore.
@@ -39,20 +46,20 @@ func (s *JobStore) CreateJob(_ context.Context, job *jobcast.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	s.jobs[job.JobID] = data
+	s.jobs[job.JobID] = storedJob{rev: job.Rev, data: data}
 	return nil
 }
 
 // GetJob implements jobcast.JobStore.
 func (s *JobStore) GetJob(_ context.Context, id string) (*jobcast.Job, error) {
 	s.mu.RLock()
-	data, ok := s.jobs[id]
+	sj, ok := s.jobs[id]
 	s.mu.RUnlock()
 	if !ok {
 		return nil, jobcast.ErrJobNotFound
 	}
 	var job jobcast.Job
-	if err := json.Unmarshal(data, &job); err != nil {
+	if err := json.Unmarshal(sj.data, &job); err != nil {
 		return nil, fmt.Errorf("decode job: %w", err)
 	}
 	return &job, nil
@@ -62,15 +69,11 @@ func (s *JobStore) GetJob(_ context.Context, id string) (*jobcast.Job, error) {
 func (s *JobStore) UpdateJob(_ context.Context, job *jobcast.Job, prevRev int64, msgs []*jobcast.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, ok := s.jobs[job.JobID]
+	cur, ok := s.jobs[job.JobID]
 	if !ok {
 		return jobcast.ErrJobNotFound
 	}
-	var cur struct{ Rev int64 }
-	if err := json.Unmarshal(data, &cur); err != nil {
-		return fmt.Errorf("decode job: %w", err)
-	}
-	if cur.Rev != prevRev {
+	if cur.rev != prevRev {
 		return jobcast.ErrConflict
 	}
 	job.Rev = prevRev + 1
@@ -79,7 +82,7 @@ func (s *JobStore) UpdateJob(_ context.Context, job *jobcast.Job, prevRev int64,
 		job.Rev = prevRev
 		return fmt.Errorf("encode job: %w", err)
 	}
-	s.jobs[job.JobID] = data
+	s.jobs[job.JobID] = storedJob{rev: job.Rev, data: data}
 	for _, m := range msgs {
 		if m.Type != protocol.TypeJobProgress {
 			s.logs[job.JobID] = append(s.logs[job.JobID], m.Envelope)
@@ -102,9 +105,9 @@ func (s *JobStore) DeleteFinishedBefore(_ context.Context, t time.Time) (int, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for id, data := range s.jobs {
+	for id, sj := range s.jobs {
 		var j jobcast.Job
-		if err := json.Unmarshal(data, &j); err != nil {
+		if err := json.Unmarshal(sj.data, &j); err != nil {
 			return n, fmt.Errorf("decode job: %w", err)
 		}
 		if !j.FinishedAt.IsZero() && j.FinishedAt.Before(t) {
