@@ -201,13 +201,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	needToken := w.token == ""
 	w.mu.Unlock()
 	if needToken { // only a TokenFunc was configured: fetch the first token
-		tok, err := w.cfg.TokenFunc(ctx)
-		if err != nil {
-			return fmt.Errorf("jobcast: get token: %w", err)
+		if err := w.fetchToken(ctx, "get token"); err != nil {
+			return err
 		}
-		w.mu.Lock()
-		w.token = tok
-		w.mu.Unlock()
 	}
 	for {
 		if ctx.Err() != nil {
@@ -244,13 +240,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 				}
 				refreshedAfterReject = true
 			}
-			tok, err := w.cfg.TokenFunc(ctx)
-			if err != nil {
-				return fmt.Errorf("jobcast: refresh token: %w", err)
+			if err := w.fetchToken(ctx, "refresh token"); err != nil {
+				return err
 			}
-			w.mu.Lock()
-			w.token = tok
-			w.mu.Unlock()
 		} else if ci.err != nil {
 			return ci.err
 		}
@@ -276,6 +268,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// fetchToken asks TokenFunc for a token and keeps it for the next attempt.
+func (w *Watcher) fetchToken(ctx context.Context, what string) error {
+	tok, err := w.cfg.TokenFunc(ctx)
+	if err != nil {
+		return fmt.Errorf("jobcast: %s: %w", what, err)
+	}
+	w.mu.Lock()
+	w.token = tok
+	w.mu.Unlock()
+	return nil
 }
 
 // backoff is capped exponential with equal jitter: half the step fixed, half

@@ -218,14 +218,12 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 	}
 	job, err := a.opt.Jobs.Create(r.Context(), req)
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	resp, err := a.tokenResponse(r, job.JobID)
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/jobs/"+job.JobID)
@@ -235,8 +233,7 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 func (a *API) getJob(w http.ResponseWriter, r *http.Request) {
 	job, err := a.opt.Jobs.Get(r.Context(), r.PathValue("jobId"))
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusOK, &job.JobState)
@@ -266,8 +263,7 @@ func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	job, _, err := a.opt.Jobs.Append(r.Context(), r.PathValue("jobId"), events)
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusAccepted, AppendResponse{Accepted: len(events), Seq: job.Seq, Status: job.Status})
@@ -276,14 +272,12 @@ func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
 func (a *API) newToken(w http.ResponseWriter, r *http.Request) {
 	job, err := a.opt.Jobs.Get(r.Context(), r.PathValue("jobId"))
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	resp, err := a.tokenResponse(r, job.JobID)
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusOK, resp)
@@ -292,8 +286,7 @@ func (a *API) newToken(w http.ResponseWriter, r *http.Request) {
 func (a *API) revokeTokens(w http.ResponseWriter, r *http.Request) {
 	job, err := a.opt.Jobs.RevokeTokens(r.Context(), r.PathValue("jobId"))
 	if err != nil {
-		a.logInternal(r, err)
-		httputil.WriteError(w, 0, err)
+		a.fail(w, r, err)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusOK, map[string]any{"jobId": job.JobID, "tokensNotBefore": job.TokensNotBefore})
@@ -312,8 +305,11 @@ func (a *API) catalog() map[string]jobcast.CatalogEntry {
 	return jobcast.NewCatalog(a.opt.Config.Errors).Entries()
 }
 
-func (a *API) logInternal(r *http.Request, err error) {
+// fail answers err; internal errors are logged (their text never reaches
+// the caller).
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if jobcast.ErrorCode(err) == protocol.ErrInternal {
 		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
+	httputil.WriteError(w, 0, err)
 }
