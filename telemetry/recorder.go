@@ -1,0 +1,269 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobcast/jobcast"
+)
+
+var _ jobcast.EventRecorder = (*Recorder)(nil)
+
+// Options configure a Recorder. Zero values take the defaults.
+type Options struct {
+	// Node is stamped on events that carry none.
+	Node string
+	// BufferSize is the ring's capacity in events (default 65536, about
+	// 25 MiB). A full ring drops new events.
+	BufferSize int
+	// BatchSize is the most events one Write gets (default 4096).
+	BatchSize int
+	// FlushInterval is the longest an event waits in the ring before it is
+	// written (default 1s); a full batch is written at once.
+	FlushInterval time.Duration
+	// WriteTimeout bounds one Write (default 10s).
+	WriteTimeout time.Duration
+	Clock        jobcast.Clock
+	Log          *slog.Logger
+}
+
+// Stats are the recorder's counters since it started.
+type Stats struct {
+	Recorded    uint64 // events accepted into the ring
+	Dropped     uint64 // events refused because the ring was full
+	Written     uint64 // events the store accepted
+	WriteErrors uint64 // failed Write calls
+	Lost        uint64 // events in batches whose Write failed
+	Buffered    int    // events waiting in the ring now
+}
+
+// Recorder is a jobcast.EventRecorder that writes to a TelemetryStore.
+type Recorder struct {
+	store jobcast.TelemetryStore
+	opt   Options
+
+	mu   sync.Mutex
+	ring []jobcast.Event
+	head int // index of the oldest event
+	n    int // events in the ring
+
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	started  atomic.Bool
+	stopOnce sync.Once
+
+	recorded, dropped, written, writeErrors, lost atomic.Uint64
+}
+
+// New returns a recorder writing to store; call Start to begin writing.
+func New(store jobcast.TelemetryStore, opt Options) *Recorder {
+	if opt.BufferSize <= 0 {
+		opt.BufferSize = 65536
+	}
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 4096
+	}
+	if opt.BatchSize > opt.BufferSize {
+		opt.BatchSize = opt.BufferSize
+	}
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = time.Second
+	}
+	if opt.WriteTimeout <= 0 {
+		opt.WriteTimeout = 10 * time.Second
+	}
+	if opt.Clock == nil {
+		opt.Clock = jobcast.SystemClock{}
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{
+		store: store,
+		opt:   opt,
+		ring:  make([]jobcast.Event, opt.BufferSize),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// Record copies e into the ring. It never blocks on I/O and never
+// allocates; when the ring is full the event is dropped and counted.
+func (r *Recorder) Record(e *jobcast.Event) {
+	r.mu.Lock()
+	if r.n == len(r.ring) {
+		r.mu.Unlock()
+		r.dropped.Add(1)
+		return
+	}
+	i := r.head + r.n
+	if i >= len(r.ring) {
+		i -= len(r.ring)
+	}
+	r.ring[i] = *e
+	slot := &r.ring[i]
+	if slot.TS.IsZero() {
+		slot.TS = r.opt.Clock.Now()
+	}
+	if slot.Node == "" {
+		slot.Node = r.opt.Node
+	}
+	if slot.SampleInterval <= 0 {
+		slot.SampleInterval = 1
+	}
+	r.n++
+	full := r.n >= r.opt.BatchSize
+	r.mu.Unlock()
+	r.recorded.Add(1)
+	if full {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Start runs the writer goroutine. It is idempotent.
+func (r *Recorder) Start() {
+	if r.started.Swap(true) {
+		return
+	}
+	go r.run()
+}
+
+// Stop writes what is buffered, within ctx, and stops the writer. It is
+// idempotent and waits; events recorded after Stop stay in the ring.
+func (r *Recorder) Stop(ctx context.Context) error {
+	if !r.started.Load() {
+		return r.flushAll(ctx)
+	}
+	r.stopOnce.Do(func() { close(r.stop) })
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats returns the counters.
+func (r *Recorder) Stats() Stats {
+	r.mu.Lock()
+	buffered := r.n
+	r.mu.Unlock()
+	return Stats{
+		Recorded:    r.recorded.Load(),
+		Dropped:     r.dropped.Load(),
+		Written:     r.written.Load(),
+		WriteErrors: r.writeErrors.Load(),
+		Lost:        r.lost.Load(),
+		Buffered:    buffered,
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	batch := make([]jobcast.Event, 0, r.opt.BatchSize)
+	for {
+		var stopping bool
+		timer := r.opt.Clock.AfterFunc(r.opt.FlushInterval, func() {
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-r.wake:
+		case <-r.stop:
+			stopping = true
+		}
+		timer.Stop()
+		for {
+			batch = r.take(batch[:0])
+			if len(batch) == 0 {
+				break
+			}
+			r.write(context.Background(), batch)
+			if len(batch) < r.opt.BatchSize {
+				break
+			}
+		}
+		if stopping {
+			// Drain whatever arrived while the last batch was written.
+			for {
+				batch = r.take(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				r.write(context.Background(), batch)
+			}
+		}
+	}
+}
+
+// take moves up to BatchSize events from the ring into batch.
+func (r *Recorder) take(batch []jobcast.Event) []jobcast.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := min(r.n, r.opt.BatchSize)
+	for j := 0; j < k; j++ {
+		i := r.head + j
+		if i >= len(r.ring) {
+			i -= len(r.ring)
+		}
+		batch = append(batch, r.ring[i])
+		r.ring[i] = jobcast.Event{} // drop string references
+	}
+	r.head = (r.head + k) % len(r.ring)
+	r.n -= k
+	return batch
+}
+
+// write hands a batch to the store, retrying a failed write a few times with
+// backoff; a batch that still fails is counted as lost.
+func (r *Recorder) write(ctx context.Context, batch []jobcast.Event) {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, r.opt.WriteTimeout)
+		err := r.store.Write(wctx, batch)
+		cancel()
+		if err == nil {
+			r.written.Add(uint64(len(batch)))
+			return
+		}
+		r.writeErrors.Add(1)
+		if attempt == 2 || errors.Is(err, context.Canceled) {
+			r.lost.Add(uint64(len(batch)))
+			r.opt.Log.Warn("telemetry batch lost", "events", len(batch), "err", err)
+			return
+		}
+		r.opt.Log.Warn("telemetry write failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-r.stop:
+			// Shutting down: one last try without waiting.
+		}
+		backoff *= 4
+	}
+}
+
+// flushAll writes everything buffered, for a recorder that never started.
+func (r *Recorder) flushAll(ctx context.Context) error {
+	batch := make([]jobcast.Event, 0, r.opt.BatchSize)
+	for {
+		batch = r.take(batch[:0])
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r.write(ctx, batch)
+	}
+}

@@ -1,0 +1,240 @@
+package telemetry_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/internal/clocktest"
+	"github.com/jobcast/jobcast/telemetry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memStore is a TelemetryStore that keeps written batches, can fail, and can
+// block its writer until released.
+type memStore struct {
+	mu      sync.Mutex
+	batches [][]jobcast.Event
+	fail    int           // fail this many more Writes
+	block   chan struct{} // when set, Write waits for it to close
+	entered chan struct{} // signalled when Write starts
+}
+
+func (s *memStore) Write(ctx context.Context, evs []jobcast.Event) error {
+	s.mu.Lock()
+	block, entered := s.block, s.entered
+	s.mu.Unlock()
+	if entered != nil {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+	}
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail > 0 {
+		s.fail--
+		return errors.New("disk full")
+	}
+	s.batches = append(s.batches, append([]jobcast.Event(nil), evs...))
+	return nil
+}
+
+func (s *memStore) events() []jobcast.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []jobcast.Event
+	for _, b := range s.batches {
+		out = append(out, b...)
+	}
+	return out
+}
+
+func (s *memStore) Query(context.Context, string, ...any) (*jobcast.Rows, error) { return nil, nil }
+func (s *memStore) QueryUntrusted(context.Context, string, jobcast.QueryLimits) (*jobcast.Rows, error) {
+	return nil, nil
+}
+func (s *memStore) DeleteBefore(context.Context, time.Time) (int64, error) { return 0, nil }
+func (s *memStore) Dialect() string                                        { return "mem" }
+func (s *memStore) Close() error                                           { return nil }
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRecordStampsAndFlushesOnStop(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	clock := clocktest.New(t0)
+	r := telemetry.New(store, telemetry.Options{Node: "n1", Clock: clock, FlushInterval: time.Hour})
+	r.Start()
+	r.Record(&jobcast.Event{Event: jobcast.EventConnected, JobID: "j1"})
+	own := t0.Add(-time.Minute)
+	r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat, JobID: "j1", Node: "other", TS: own, SampleInterval: 10, RTTMs: 42})
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := store.events()
+	if len(got) != 2 {
+		t.Fatalf("wrote %d events, want 2", len(got))
+	}
+	if e := got[0]; e.Node != "n1" || !e.TS.Equal(t0) || e.SampleInterval != 1 || e.JobID != "j1" {
+		t.Errorf("first event not stamped: %+v", e)
+	}
+	if e := got[1]; e.Node != "other" || !e.TS.Equal(own) || e.SampleInterval != 10 || e.RTTMs != 42 {
+		t.Errorf("second event's own fields were overwritten: %+v", e)
+	}
+	if st := r.Stats(); st.Recorded != 2 || st.Written != 2 || st.Dropped != 0 || st.Buffered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// A full batch is written at once; a partial one when the flush interval
+// passes on the recorder's clock.
+func TestBatchAndInterval(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	clock := clocktest.New(t0)
+	r := telemetry.New(store, telemetry.Options{Clock: clock, BatchSize: 10, FlushInterval: time.Second})
+	r.Start()
+	defer r.Stop(context.Background())
+	for i := 0; i < 20; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+	}
+	waitFor(t, "two full batches", func() bool { return len(store.events()) == 20 })
+	for i := 0; i < 5; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+	}
+	if n := len(store.events()); n != 20 {
+		t.Fatalf("a partial batch was written before the interval: %d events", n)
+	}
+	waitFor(t, "the flush timer", func() bool { return clock.Pending() > 0 })
+	clock.Advance(time.Second)
+	waitFor(t, "the partial batch", func() bool { return len(store.events()) == 25 })
+}
+
+// A writer stuck on a slow store never makes Record wait: once the ring is
+// full, events are dropped and counted.
+func TestFullBufferDropsWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	store := &memStore{block: make(chan struct{}), entered: make(chan struct{}, 1)}
+	r := telemetry.New(store, telemetry.Options{BufferSize: 100, BatchSize: 50, FlushInterval: time.Hour})
+	r.Start()
+	for i := 0; i < 50; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+	}
+	<-store.entered // the writer took 50 and is stuck in Write
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 1000; i++ {
+			r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Record blocked on a stuck store")
+	}
+	st := r.Stats()
+	if st.Recorded != 150 || st.Dropped != 900 || st.Buffered != 100 {
+		t.Fatalf("stats %+v, want 150 recorded, 900 dropped, 100 buffered", st)
+	}
+	close(store.block)
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(store.events()); n != 150 {
+		t.Errorf("wrote %d events, want every recorded one (150)", n)
+	}
+}
+
+// A failing store is retried; a batch that keeps failing is counted lost and
+// the recorder goes on.
+func TestWriteFailures(t *testing.T) {
+	t.Parallel()
+	store := &memStore{fail: 1}
+	r := telemetry.New(store, telemetry.Options{BatchSize: 5, FlushInterval: time.Hour})
+	r.Start()
+	for i := 0; i < 5; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventError})
+	}
+	waitFor(t, "the retried batch", func() bool { return len(store.events()) == 5 })
+	if st := r.Stats(); st.WriteErrors != 1 || st.Lost != 0 || st.Written != 5 {
+		t.Fatalf("after one failure: %+v", st)
+	}
+	store.mu.Lock()
+	store.fail = 3
+	store.mu.Unlock()
+	for i := 0; i < 5; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventError})
+	}
+	waitFor(t, "the lost batch", func() bool { return r.Stats().Lost == 5 })
+	for i := 0; i < 5; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventError})
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.WriteErrors != 4 || st.Lost != 5 || st.Written != 10 || len(store.events()) != 10 {
+		t.Fatalf("stats %+v, %d stored", st, len(store.events()))
+	}
+}
+
+func TestStopWithoutStartFlushes(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	r := telemetry.New(store, telemetry.Options{BatchSize: 3})
+	for i := 0; i < 7; i++ {
+		r.Record(&jobcast.Event{Event: jobcast.EventConnected})
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(store.events()); n != 7 {
+		t.Fatalf("flushed %d, want 7", n)
+	}
+}
+
+func TestStopHonoursContext(t *testing.T) {
+	t.Parallel()
+	store := &memStore{block: make(chan struct{}), entered: make(chan struct{}, 1)}
+	r := telemetry.New(store, telemetry.Options{BatchSize: 1, FlushInterval: time.Hour})
+	r.Start()
+	r.Record(&jobcast.Event{Event: jobcast.EventConnected})
+	<-store.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop = %v, want context.Canceled", err)
+	}
+	close(store.block)
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
