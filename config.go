@@ -81,6 +81,16 @@ type Config struct {
 	// default 0).
 	ShutdownDelay time.Duration `yaml:"shutdownDelay"`
 
+	// HeartbeatSampleInterval records one heartbeat telemetry event in this
+	// many, weighted by it in every metric (JOBCAST_HEARTBEAT_SAMPLE,
+	// default 1: all).
+	HeartbeatSampleInterval int `yaml:"heartbeatSampleInterval"`
+	// TelemetryRetention keeps telemetry events this long (default 30 days).
+	TelemetryRetention time.Duration `yaml:"telemetryRetention"`
+	// TelemetryBuffer is the recorder's ring size in events (default 65536);
+	// events beyond it are dropped and counted, never waited for.
+	TelemetryBuffer int `yaml:"telemetryBuffer"`
+
 	// Errors overrides or extends the error catalog.
 	Errors map[string]CatalogEntry `yaml:"errors"`
 }
@@ -126,6 +136,13 @@ func (c Config) WithDefaults() Config {
 	if c.SendQueueLen == 0 {
 		c.SendQueueLen = 256
 	}
+	if c.HeartbeatSampleInterval == 0 {
+		c.HeartbeatSampleInterval = 1
+	}
+	setDur(&c.TelemetryRetention, 30*24*time.Hour)
+	if c.TelemetryBuffer == 0 {
+		c.TelemetryBuffer = 65536
+	}
 	if c.MaxProtocolViolation == 0 {
 		c.MaxProtocolViolation = 5
 	}
@@ -145,6 +162,10 @@ func (c *Config) Validate() error {
 	positive("token TTL", c.TokenTTL)
 	positive("job retention", c.JobRetention)
 	positive("write timeout", c.WriteTimeout)
+	if c.HeartbeatSampleInterval < 1 || c.TelemetryBuffer < 1 {
+		errs = append(errs, errors.New("heartbeat sample interval and telemetry buffer must be >= 1"))
+	}
+	positive("telemetry retention", c.TelemetryRetention)
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("shutdown delay must be >= 0, got %s", c.ShutdownDelay))
 	}

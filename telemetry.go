@@ -85,16 +85,17 @@ type Event struct {
 
 // EventRecorder takes telemetry events on the hot path. Record must not
 // block or allocate; implementations buffer and write in batches, dropping
-// (and counting) when the buffer is full.
+// (and counting) when the buffer is full. The event is passed by value: a
+// pointer would make every caller's event escape to the heap.
 type EventRecorder interface {
-	Record(e *Event)
+	Record(e Event)
 }
 
 // NopRecorder drops every event; for tests and tools that record nothing.
 type NopRecorder struct{}
 
 // Record implements EventRecorder.
-func (NopRecorder) Record(*Event) {}
+func (NopRecorder) Record(Event) {}
 
 // Rows is a query answer: column names and rows of driver values
 // (int64, float64, string, bool, time.Time or nil).

@@ -85,6 +85,9 @@ type conn struct {
 	rateCount       int
 	closeCode       int
 	closeReason     string
+	started         bool  // ready was sent: the connection counts as connected
+	progressSent    int64 // job_progress frames queued
+	heartbeatSeen   int64 // pongs answered, for heartbeat sampling
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
@@ -128,7 +131,30 @@ func (c *conn) errorFrame(code, reason string) []byte {
 		details, _ = json.Marshal(map[string]string{"reason": reason})
 	}
 	p := c.h.opt.Catalog.Payload(code, nil, nil, details)
+	if c.started {
+		e := c.eventLocked(jobcast.EventError)
+		e.ErrorCode, e.Retryable, e.Reason = code, p.Retryable, reason
+		c.h.opt.Recorder.Record(e)
+	}
 	return c.envelope(protocol.TypeError, &p)
+}
+
+// eventLocked is a telemetry event about this connection, with its client
+// context. Call with c.mu held.
+func (c *conn) eventLocked(name string) jobcast.Event {
+	return jobcast.Event{
+		TS:             c.now(),
+		Event:          name,
+		Node:           c.h.opt.NodeID,
+		JobID:          c.jobID,
+		Pipeline:       c.pipeline,
+		ConnID:         c.id,
+		AppVersion:     c.cc.AppVersion,
+		OSVersion:      c.cc.OSVersion,
+		NetworkType:    c.cc.NetworkType,
+		DeviceModel:    c.cc.DeviceModel,
+		ReconnectCount: int64(c.cc.ReconnectAttempt),
+	}
 }
 
 // start registers the connection with its job, sends ready and the replay
@@ -181,6 +207,14 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 	c.pipeline = job.Pipeline
 	c.resumed = lastSeq != nil
 	c.seenSeq = after
+	c.started = true
+	ev := jobcast.EventConnected
+	if c.resumed || c.cc.ReconnectAttempt > 0 || c.cc.LastDisconnect != "" {
+		ev = jobcast.EventReconnected
+	}
+	e := c.eventLocked(ev)
+	e.Reason = c.cc.LastDisconnect
+	c.h.opt.Recorder.Record(e)
 	c.enqueueLocked(c.envelope(protocol.TypeReady, &protocol.Ready{
 		ConnectionID:        c.id,
 		HeartbeatIntervalMs: c.heartbeat.Milliseconds(),
@@ -198,6 +232,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		}
 		if m.Type == protocol.TypeJobProgress {
 			c.thr.lastSent = now
+			c.progressSent++
 		}
 		c.seenSeq = m.Seq
 		c.enqueueLocked(m.Frame)
@@ -222,6 +257,16 @@ func (c *conn) fail(closeCode int, errCode, reason string) {
 	defer c.mu.Unlock()
 	if c.closing {
 		return
+	}
+	if !c.started {
+		why := failReason(jobcast.Errorf(errCode, "%s", reason))
+		if reason == "token revoked" {
+			why = jobcast.ReasonTokenRevoked
+		}
+		e := c.eventLocked(jobcast.EventConnectFailed)
+		e.ErrorCode, e.Reason = errCode, why
+		e.Retryable = errCode != protocol.ErrJobNotFound && errCode != protocol.ErrTokenInvalid
+		c.h.opt.Recorder.Record(e)
 	}
 	c.enqueueLocked(c.errorFrame(errCode, reason))
 	c.closeLocked(closeCode, errCode)
@@ -257,8 +302,13 @@ func (c *conn) handleLocked(m *jobcast.Message, now time.Time) {
 	}
 	c.seenSeq = m.Seq
 	if m.Type == protocol.TypeJobProgress {
+		coalesced := c.thr.throttled
 		send, arm, delay := c.thr.offer(m, now)
+		if n := c.thr.throttled - coalesced; n > 0 {
+			c.h.addThrottled(c.jobID, n)
+		}
 		if send {
+			c.progressSent++
 			c.enqueueLocked(m.Frame)
 		}
 		if arm {
@@ -267,6 +317,7 @@ func (c *conn) handleLocked(m *jobcast.Message, now time.Time) {
 		return
 	}
 	if p := c.thr.flush(now); p != nil {
+		c.progressSent++
 		c.enqueueLocked(p.Frame)
 	}
 	c.enqueueLocked(m.Frame)
@@ -283,6 +334,7 @@ func (c *conn) onThrottleTimer() {
 	}
 	m, again := c.thr.fire(c.now())
 	if m != nil {
+		c.progressSent++
 		c.enqueueLocked(m.Frame)
 	}
 	if again > 0 {
@@ -519,6 +571,13 @@ func (c *conn) onPong(serverTime int64, now time.Time) {
 	rtt := now.Sub(c.pingSentAt)
 	c.pingOutstanding = 0
 	c.heartbeats++
+	if n := int64(c.h.cfg.HeartbeatSampleInterval); n <= 1 || c.heartbeats%n == 1 {
+		// Sampled: one heartbeat in n is recorded and stands for n.
+		e := c.eventLocked(jobcast.EventHeartbeat)
+		e.RTTMs = float64(rtt.Microseconds()) / 1000
+		e.SampleInterval = max(n, 1)
+		c.h.opt.Recorder.Record(e)
+	}
 	c.lastRTT = rtt
 	c.rttSum += rtt
 	if c.pongTimer != nil {
@@ -550,6 +609,9 @@ func (c *conn) awaitHello(lastSeq *int64) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.awaitingHello && !c.closing {
+			e := c.eventLocked(jobcast.EventConnectFailed)
+			e.ErrorCode, e.Reason = protocol.ErrTokenInvalid, jobcast.ReasonHelloTimeout
+			c.h.opt.Recorder.Record(e)
 			c.enqueueLocked(c.errorFrame(protocol.ErrTokenInvalid, "no hello with a token in time"))
 			c.closeLocked(protocol.CloseTokenInvalid, "no token")
 		}
@@ -628,6 +690,15 @@ func (c *conn) teardown() {
 	c.stopTimersLocked()
 	c.queue, c.liveBuf = nil, nil
 	e := c.entry
+	if c.started {
+		ev := c.eventLocked(jobcast.EventDisconnected)
+		ev.CloseCode, ev.Reason = c.closeCode, c.closeReason
+		ev.DurationMs = c.now().Sub(c.connectedAt).Milliseconds()
+		ev.MessagesSent, ev.BytesSent = c.msgsSent.Load(), c.bytesSent.Load()
+		ev.MessagesReceived = c.msgsRecv
+		ev.ProgressSent, ev.ThrottledCount = c.progressSent, c.thr.throttled
+		c.h.opt.Recorder.Record(ev)
+	}
 	c.mu.Unlock()
 	if e != nil {
 		c.h.leave(c, e)

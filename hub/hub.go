@@ -33,6 +33,8 @@ type Options struct {
 	Clock   jobcast.Clock
 	Log     *slog.Logger
 	NodeID  string
+	// Recorder takes the telemetry events of connections (default: none).
+	Recorder jobcast.EventRecorder
 }
 
 // Hub accepts client connections and fans job messages out to them.
@@ -47,6 +49,10 @@ type Hub struct {
 	connCount atomic.Int64
 	nextID    atomic.Uint64
 
+	// throttled counts, per job, the progress frames coalesced away on this
+	// node, for the job's summary event; dropped when the job ends.
+	throttled sync.Map // job id → *atomic.Int64
+
 	mu      sync.Mutex
 	jobs    map[string]*jobEntry
 	conns   map[*conn]struct{}
@@ -56,6 +62,7 @@ type Hub struct {
 
 // jobEntry is one job's local watchers and its broker subscription.
 type jobEntry struct {
+	hub    *Hub
 	id     string
 	refs   int           // guarded by Hub.mu
 	ready  chan struct{} // closed once subscribed
@@ -80,6 +87,9 @@ func New(opt Options) *Hub {
 		jobs:    make(map[string]*jobEntry),
 		conns:   make(map[*conn]struct{}),
 	}
+	if h.opt.Recorder == nil {
+		h.opt.Recorder = jobcast.NopRecorder{}
+	}
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:    1024,
 		WriteBufferSize:   1024,
@@ -89,6 +99,12 @@ func New(opt Options) *Hub {
 		CheckOrigin:       h.checkOrigin,
 		EnableCompression: false,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			why := jobcast.ReasonBadRequest
+			if status == http.StatusForbidden {
+				why = jobcast.ReasonOriginRejected
+			}
+			_, jobID, _, _, cc, _ := parseHandshake(r)
+			h.recordConnectFailed(jobID, "", cc, protocol.ErrBadRequest, why)
 			httputil.WriteError(w, status, jobcast.Errorf(protocol.ErrBadRequest, "websocket handshake: %s", reason.Error()))
 		},
 	}
@@ -187,57 +203,58 @@ func parseHandshake(r *http.Request) (token, jobID string, lastSeq int64, hasLas
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.opt.Clock.Now()
 	ip := h.trust.ClientIP(r)
+	token, jobID, lastSeq, hasLastSeq, cc, perr := parseHandshake(r)
 	h.mu.Lock()
 	closing := h.closing
 	h.mu.Unlock()
 	if closing {
 		w.Header().Set("Retry-After", "1")
-		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; reconnect"))
+		h.reject(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; reconnect"), jobID, "", cc)
 		return
 	}
 	if !h.ipRate.Allow(ip, now) {
 		w.Header().Set("Retry-After", "1")
-		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many new connections from this address"))
+		h.reject(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many new connections from this address"), jobID, "", cc)
 		return
 	}
-	token, jobID, lastSeq, hasLastSeq, cc, err := parseHandshake(r)
-	if err != nil {
-		httputil.WriteError(w, 0, err)
+	if perr != nil {
+		h.reject(w, 0, perr, jobID, "", cc)
 		return
 	}
 	var claims *auth.Claims
 	if token != "" {
+		var err error
 		claims, err = h.opt.Tokens.Verify(token, jobID)
 		if err != nil {
 			status := 0
 			if errors.Is(err, auth.ErrWrongJob) {
 				status = http.StatusForbidden
 			}
-			httputil.WriteError(w, status, err)
+			h.reject(w, status, err, jobID, "", cc)
 			return
 		}
 		jobID = claims.JobID
 		job, err := h.opt.Store.GetJob(r.Context(), jobID)
 		if err != nil {
-			httputil.WriteError(w, 0, err)
+			h.reject(w, 0, err, jobID, "", cc)
 			return
 		}
 		if auth.Revoked(claims, job) {
-			httputil.WriteError(w, http.StatusForbidden, auth.ErrTokenRevoked)
+			h.reject(w, http.StatusForbidden, auth.ErrTokenRevoked, jobID, job.Pipeline, cc)
 			return
 		}
 		if h.jobFull(jobID) {
 			w.Header().Set("Retry-After", "5")
-			httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrTooManyConns, "too many connections to this job (max %d)", h.cfg.MaxConnsPerJob))
+			h.reject(w, 0, jobcast.Errorf(protocol.ErrTooManyConns, "too many connections to this job (max %d)", h.cfg.MaxConnsPerJob), jobID, job.Pipeline, cc)
 			return
 		}
 	} else if jobID == "" {
-		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "jobId query parameter or a token is required"))
+		h.reject(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "jobId query parameter or a token is required"), "", "", cc)
 		return
 	}
 	if !h.ipConns.Acquire(ip) {
 		w.Header().Set("Retry-After", "5")
-		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"))
+		h.reject(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"), jobID, "", cc)
 		return
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
@@ -279,6 +296,57 @@ func (c *conn) serve(lastSeq *int64) {
 	c.readLoop()
 }
 
+// reject answers a handshake with an error and records connect_failed.
+func (h *Hub) reject(w http.ResponseWriter, status int, err error, jobID, pipeline string, cc ClientContext) {
+	if jobcast.ErrorCode(err) == protocol.ErrInternal {
+		h.opt.Log.Error("handshake failed", "job", jobID, "err", err)
+	}
+	h.recordConnectFailed(jobID, pipeline, cc, jobcast.ErrorCode(err), failReason(err))
+	httputil.WriteError(w, status, err)
+}
+
+// failReason names why a connection attempt failed, for connect_failed.
+func failReason(err error) string {
+	if errors.Is(err, auth.ErrTokenRevoked) {
+		return jobcast.ReasonTokenRevoked
+	}
+	switch jobcast.ErrorCode(err) {
+	case protocol.ErrTokenExpired:
+		return jobcast.ReasonTokenExpired
+	case protocol.ErrTokenInvalid:
+		return jobcast.ReasonTokenInvalid
+	case protocol.ErrJobNotFound:
+		return jobcast.ReasonJobNotFound
+	case protocol.ErrRateLimited:
+		return jobcast.ReasonRateLimited
+	case protocol.ErrTooManyConns:
+		return jobcast.ReasonTooManyConns
+	case protocol.ErrUnavailable:
+		return jobcast.ReasonShuttingDown
+	case protocol.ErrBadRequest:
+		return jobcast.ReasonBadRequest
+	}
+	return jobcast.ReasonInternal
+}
+
+func (h *Hub) recordConnectFailed(jobID, pipeline string, cc ClientContext, code, reason string) {
+	h.opt.Recorder.Record(jobcast.Event{
+		TS:             h.opt.Clock.Now(),
+		Event:          jobcast.EventConnectFailed,
+		Node:           h.opt.NodeID,
+		JobID:          jobID,
+		Pipeline:       pipeline,
+		AppVersion:     cc.AppVersion,
+		OSVersion:      cc.OSVersion,
+		NetworkType:    cc.NetworkType,
+		DeviceModel:    cc.DeviceModel,
+		ErrorCode:      code,
+		Retryable:      code != protocol.ErrJobNotFound && code != protocol.ErrTokenInvalid && code != protocol.ErrBadRequest,
+		Reason:         reason,
+		ReconnectCount: int64(cc.ReconnectAttempt),
+	})
+}
+
 func (h *Hub) track(c *conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -317,7 +385,7 @@ func (h *Hub) join(c *conn) error {
 	e := h.jobs[c.jobID]
 	first := e == nil
 	if first {
-		e = &jobEntry{id: c.jobID, ready: make(chan struct{}), conns: make(map[*conn]struct{})}
+		e = &jobEntry{hub: h, id: c.jobID, ready: make(chan struct{}), conns: make(map[*conn]struct{})}
 		h.jobs[c.jobID] = e
 	}
 	if e.refs >= h.cfg.MaxConnsPerJob {
@@ -364,10 +432,30 @@ func (h *Hub) leave(c *conn, e *jobEntry) {
 
 func (e *jobEntry) dispatch(m *jobcast.Message) {
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	for c := range e.conns {
 		c.deliver(m)
 	}
+	e.mu.RUnlock()
+	if protocol.IsTerminal(m.Type) {
+		e.hub.throttled.Delete(e.id)
+	}
+}
+
+func (h *Hub) addThrottled(jobID string, n int64) {
+	v, ok := h.throttled.Load(jobID)
+	if !ok {
+		v, _ = h.throttled.LoadOrStore(jobID, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(n)
+}
+
+// ThrottledCount returns how many progress frames of the job this node has
+// coalesced away so far; the job service puts it in the job's summary event.
+func (h *Hub) ThrottledCount(jobID string) int64 {
+	if v, ok := h.throttled.Load(jobID); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // Shutdown stops accepting connections, sends 1001 to every client and waits

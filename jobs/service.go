@@ -31,6 +31,9 @@ type Service struct {
 	clock   jobcast.Clock
 	log     *slog.Logger
 
+	recorder  jobcast.EventRecorder
+	throttled func(jobID string) int64
+
 	// locks serialize updates of one job on this node, so that CAS
 	// conflicts only happen between nodes.
 	locks [256]sync.Mutex
@@ -38,7 +41,20 @@ type Service struct {
 
 // New returns a job service.
 func New(store jobcast.JobStore, broker jobcast.Broker, catalog *jobcast.Catalog, clock jobcast.Clock, log *slog.Logger) *Service {
-	return &Service{store: store, broker: broker, catalog: catalog, clock: clock, log: log}
+	return &Service{store: store, broker: broker, catalog: catalog, clock: clock, log: log,
+		recorder: jobcast.NopRecorder{}, throttled: func(string) int64 { return 0 }}
+}
+
+// SetTelemetry makes the service record job_started, error, job_completed
+// and job_failed events. throttled reports how many progress frames of a job
+// were coalesced away (the hub knows), for the job's summary; nil means 0.
+func (s *Service) SetTelemetry(rec jobcast.EventRecorder, throttled func(jobID string) int64) {
+	if rec != nil {
+		s.recorder = rec
+	}
+	if throttled != nil {
+		s.throttled = throttled
+	}
 }
 
 // CreateRequest is the body of POST /v1/jobs.
@@ -148,15 +164,68 @@ func (s *Service) update(ctx context.Context, id string, fn func(*jobcast.Job) (
 // Append applies producer events to a job, persists them and publishes the
 // resulting messages. A batch is applied whole or not at all.
 func (s *Service) Append(ctx context.Context, id string, events []protocol.ProducerEvent) (*jobcast.Job, []*jobcast.Message, error) {
+	var wasPending bool
 	job, msgs, err := s.update(ctx, id, func(job *jobcast.Job) ([]*jobcast.Message, error) {
+		wasPending = job.Status == protocol.StatusPending
 		return jobcast.ApplyEvents(job, events, s.catalog, s.clock.Now().UTC())
-	}, func(_ *jobcast.Job, msgs []*jobcast.Message) {
+	}, func(job *jobcast.Job, msgs []*jobcast.Message) {
+		// Before publishing: the hub forgets a job's throttle count once
+		// the terminal message has gone out.
+		s.record(job, msgs, wasPending)
 		s.publish(ctx, id, msgs)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return job, msgs, nil
+}
+
+// record emits the telemetry of one accepted append: job_started when the
+// job left pending, an error event per error or failure clients see, and the
+// job's summary when it ended.
+func (s *Service) record(job *jobcast.Job, msgs []*jobcast.Message, wasPending bool) {
+	base := jobcast.Event{TS: job.UpdatedAt, JobID: job.JobID, Pipeline: job.Pipeline}
+	if wasPending && job.Status != protocol.StatusPending {
+		e := base
+		e.Event, e.TotalCount = jobcast.EventJobStarted, job.TotalCount
+		s.recorder.Record(e)
+	}
+	for _, m := range msgs {
+		if m.Type != protocol.TypeError && m.Type != protocol.TypeJobFailed {
+			continue
+		}
+		var p struct {
+			Code      string `json:"code"`
+			Retryable bool   `json:"retryable"`
+			Details   struct {
+				Provider string `json:"provider"`
+			} `json:"details"`
+		}
+		_ = json.Unmarshal(m.Payload, &p)
+		e := base
+		e.TS = time.UnixMilli(m.TS).UTC()
+		e.Event, e.ErrorCode, e.Provider, e.Retryable = jobcast.EventError, p.Code, p.Details.Provider, p.Retryable
+		s.recorder.Record(e)
+		if m.Type == protocol.TypeJobFailed {
+			e.Event = jobcast.EventJobFailed
+			s.summary(job, &e)
+			s.recorder.Record(e)
+		}
+	}
+	if job.Status == protocol.StatusCompleted && len(msgs) > 0 && msgs[len(msgs)-1].Type == protocol.TypeJobCompleted {
+		e := base
+		e.Event = jobcast.EventJobCompleted
+		s.summary(job, &e)
+		s.recorder.Record(e)
+	}
+}
+
+// summary fills a job's final stats into its job_completed/job_failed event.
+func (s *Service) summary(job *jobcast.Job, e *jobcast.Event) {
+	e.DurationMs = job.FinishedAt.Sub(job.CreatedAt).Milliseconds()
+	e.SuccessCount, e.FailureCount, e.TotalCount = job.SuccessCount, job.FailureCount, job.TotalCount
+	e.MessagesSent = job.Seq
+	e.ThrottledCount = s.throttled(job.JobID)
 }
 
 // RevokeTokens revokes every token of the job issued until now and tells the

@@ -95,7 +95,7 @@ func New(store jobcast.TelemetryStore, opt Options) *Recorder {
 
 // Record copies e into the ring. It never blocks on I/O and never
 // allocates; when the ring is full the event is dropped and counted.
-func (r *Recorder) Record(e *jobcast.Event) {
+func (r *Recorder) Record(e jobcast.Event) {
 	r.mu.Lock()
 	if r.n == len(r.ring) {
 		r.mu.Unlock()
@@ -106,7 +106,7 @@ func (r *Recorder) Record(e *jobcast.Event) {
 	if i >= len(r.ring) {
 		i -= len(r.ring)
 	}
-	r.ring[i] = *e
+	r.ring[i] = e
 	slot := &r.ring[i]
 	if slot.TS.IsZero() {
 		slot.TS = r.opt.Clock.Now()

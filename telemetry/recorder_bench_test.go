@@ -31,7 +31,7 @@ func BenchmarkRecord(b *testing.B) {
 			r = newRecorder()
 			b.StartTimer()
 		}
-		r.Record(&ev)
+		r.Record(ev)
 	}
 }
 
@@ -45,7 +45,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			r.Record(&ev)
+			r.Record(ev)
 		}
 	})
 	b.ReportMetric(float64(r.Stats().Dropped), "dropped")

@@ -90,9 +90,9 @@ func TestRecordStampsAndFlushesOnStop(t *testing.T) {
 	clock := clocktest.New(t0)
 	r := telemetry.New(store, telemetry.Options{Node: "n1", Clock: clock, FlushInterval: time.Hour})
 	r.Start()
-	r.Record(&jobcast.Event{Event: jobcast.EventConnected, JobID: "j1"})
+	r.Record(jobcast.Event{Event: jobcast.EventConnected, JobID: "j1"})
 	own := t0.Add(-time.Minute)
-	r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat, JobID: "j1", Node: "other", TS: own, SampleInterval: 10, RTTMs: 42})
+	r.Record(jobcast.Event{Event: jobcast.EventHeartbeat, JobID: "j1", Node: "other", TS: own, SampleInterval: 10, RTTMs: 42})
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +124,11 @@ func TestBatchAndInterval(t *testing.T) {
 	r.Start()
 	defer r.Stop(context.Background())
 	for i := 0; i < 20; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
 	}
 	waitFor(t, "two full batches", func() bool { return len(store.events()) == 20 })
 	for i := 0; i < 5; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
 	}
 	if n := len(store.events()); n != 20 {
 		t.Fatalf("a partial batch was written before the interval: %d events", n)
@@ -146,13 +146,13 @@ func TestFullBufferDropsWithoutBlocking(t *testing.T) {
 	r := telemetry.New(store, telemetry.Options{BufferSize: 100, BatchSize: 50, FlushInterval: time.Hour})
 	r.Start()
 	for i := 0; i < 50; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
 	}
 	<-store.entered // the writer took 50 and is stuck in Write
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 1000; i++ {
-			r.Record(&jobcast.Event{Event: jobcast.EventHeartbeat})
+			r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
 		}
 		close(done)
 	}()
@@ -182,7 +182,7 @@ func TestWriteFailures(t *testing.T) {
 	r := telemetry.New(store, telemetry.Options{BatchSize: 5, FlushInterval: time.Hour})
 	r.Start()
 	for i := 0; i < 5; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventError})
+		r.Record(jobcast.Event{Event: jobcast.EventError})
 	}
 	waitFor(t, "the retried batch", func() bool { return len(store.events()) == 5 })
 	if st := r.Stats(); st.WriteErrors != 1 || st.Lost != 0 || st.Written != 5 {
@@ -192,11 +192,11 @@ func TestWriteFailures(t *testing.T) {
 	store.fail = 3
 	store.mu.Unlock()
 	for i := 0; i < 5; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventError})
+		r.Record(jobcast.Event{Event: jobcast.EventError})
 	}
 	waitFor(t, "the lost batch", func() bool { return r.Stats().Lost == 5 })
 	for i := 0; i < 5; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventError})
+		r.Record(jobcast.Event{Event: jobcast.EventError})
 	}
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestStopWithoutStartFlushes(t *testing.T) {
 	store := &memStore{}
 	r := telemetry.New(store, telemetry.Options{BatchSize: 3})
 	for i := 0; i < 7; i++ {
-		r.Record(&jobcast.Event{Event: jobcast.EventConnected})
+		r.Record(jobcast.Event{Event: jobcast.EventConnected})
 	}
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestStopHonoursContext(t *testing.T) {
 	store := &memStore{block: make(chan struct{}), entered: make(chan struct{}, 1)}
 	r := telemetry.New(store, telemetry.Options{BatchSize: 1, FlushInterval: time.Hour})
 	r.Start()
-	r.Record(&jobcast.Event{Event: jobcast.EventConnected})
+	r.Record(jobcast.Event{Event: jobcast.EventConnected})
 	<-store.entered
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -193,6 +193,9 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 	if err := dur("JOBCAST_SHUTDOWN_DELAY", &cfg.ShutdownDelay); err != nil {
 		return err
 	}
+	if err := dur("JOBCAST_TELEMETRY_RETENTION", &cfg.TelemetryRetention); err != nil {
+		return err
+	}
 	ints := func(name string, dst *int) error {
 		v, ok := env(name)
 		if !ok || v == "" {
@@ -204,6 +207,12 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 		}
 		*dst = n
 		return nil
+	}
+	if err := ints("JOBCAST_HEARTBEAT_SAMPLE", &cfg.HeartbeatSampleInterval); err != nil {
+		return err
+	}
+	if err := ints("JOBCAST_TELEMETRY_BUFFER", &cfg.TelemetryBuffer); err != nil {
+		return err
 	}
 	if err := ints("JOBCAST_MAX_CONNS_PER_IP", &cfg.MaxConnsPerIP); err != nil {
 		return err

@@ -39,6 +39,8 @@ type Options struct {
 	// Store overrides the store (SQLiteDir is then ignored).
 	Store jobcast.JobStore
 	Log   *slog.Logger
+	// Recorder takes the server's telemetry events (default: none).
+	Recorder jobcast.EventRecorder
 }
 
 // Server is a running test server.
@@ -121,7 +123,8 @@ func start(opt Options) (*Server, error) {
 	broker := inmem.NewBroker()
 	catalog := jobcast.NewCatalog(cfg.Errors)
 	svc := jobs.New(store, broker, catalog, clock, log)
-	h := hub.New(hub.Options{Config: cfg, Store: store, Broker: broker, Tokens: tokens, Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID})
+	h := hub.New(hub.Options{Config: cfg, Store: store, Broker: broker, Tokens: tokens, Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID, Recorder: opt.Recorder})
+	svc.SetTelemetry(opt.Recorder, h.ThrottledCount)
 	api := httpapi.New(httpapi.Options{Config: cfg, Jobs: svc, Hub: h, Tokens: tokens, APIKeys: apiKeys, Clock: clock, Log: log})
 	ts := httptest.NewServer(api)
 	return &Server{
