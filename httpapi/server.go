@@ -31,6 +31,9 @@ type Options struct {
 	Log     *slog.Logger
 	// Ready reports whether dependencies are healthy, for /readyz.
 	Ready func() error
+	// Metrics serves the Prometheus exposition at GET /metrics (admin
+	// token); nil leaves the route out.
+	Metrics http.Handler
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -58,6 +61,9 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("DELETE /v1/jobs/{jobId}/tokens", a.producer(a.revokeTokens))
 	a.mux.HandleFunc("GET /v1/connections", a.admin(a.connections))
 	a.mux.HandleFunc("GET /v1/errors", a.admin(a.errorCatalog))
+	if opt.Metrics != nil {
+		a.mux.HandleFunc("GET /metrics", a.admin(opt.Metrics.ServeHTTP))
+	}
 	a.mux.HandleFunc("GET /v1/debug/runtime", a.admin(a.runtimeStats))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, http.StatusNotFound, jobcast.Errorf("E_NOT_FOUND", "no route for %s %s", r.Method, r.URL.Path))

@@ -441,6 +441,8 @@ func (c *conn) writeLoop() {
 			}
 			c.msgsSent.Add(1)
 			c.bytesSent.Add(int64(len(f.data)))
+			c.h.framesSent.Add(1)
+			c.h.bytesSent.Add(int64(len(f.data)))
 		}
 	}
 }

@@ -48,6 +48,8 @@ type Hub struct {
 	ipRate    *ratelimit.Limiter
 	connCount atomic.Int64
 	nextID    atomic.Uint64
+	// Totals since start, for /metrics.
+	framesSent, bytesSent, throttledTotal atomic.Int64
 
 	// throttled counts, per job, the progress frames coalesced away on this
 	// node, for the job's summary event; dropped when the job ends.
@@ -441,7 +443,20 @@ func (e *jobEntry) dispatch(m *jobcast.Message) {
 	}
 }
 
+// Totals are the hub's counters since it started.
+type Totals struct {
+	FramesSent        int64
+	BytesSent         int64
+	ProgressThrottled int64
+}
+
+// Totals returns the counters.
+func (h *Hub) Totals() Totals {
+	return Totals{FramesSent: h.framesSent.Load(), BytesSent: h.bytesSent.Load(), ProgressThrottled: h.throttledTotal.Load()}
+}
+
 func (h *Hub) addThrottled(jobID string, n int64) {
+	h.throttledTotal.Add(n)
 	v, ok := h.throttled.Load(jobID)
 	if !ok {
 		v, _ = h.throttled.LoadOrStore(jobID, new(atomic.Int64))

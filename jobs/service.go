@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/internal/periodic"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -271,55 +272,18 @@ func NewJobID(now time.Time) (string, error) {
 // Retention deletes finished jobs older than the retention window, on an
 // interval, until stopped.
 type Retention struct {
-	store    jobcast.JobStore
-	clock    jobcast.Clock
-	log      *slog.Logger
-	keep     time.Duration
-	interval time.Duration
-
-	mu      sync.Mutex
-	timer   jobcast.Timer
-	started bool
-	stopped bool
-	wg      sync.WaitGroup
+	*periodic.Runner
+	store jobcast.JobStore
+	clock jobcast.Clock
+	log   *slog.Logger
+	keep  time.Duration
 }
 
 // NewRetention returns a retention service keeping finished jobs for keep.
 func NewRetention(store jobcast.JobStore, clock jobcast.Clock, log *slog.Logger, keep time.Duration) *Retention {
-	interval := keep / 24
-	if interval > time.Hour {
-		interval = time.Hour
-	}
-	if interval < time.Second {
-		interval = time.Second
-	}
-	return &Retention{store: store, clock: clock, log: log, keep: keep, interval: interval}
-}
-
-// Start runs a sweep now and then on every interval. It is idempotent: a
-// second Start must not arm a second timer chain, which Stop would not see.
-func (r *Retention) Start() {
-	r.mu.Lock()
-	started := r.started
-	r.started = true
-	r.mu.Unlock()
-	if !started {
-		r.schedule(0)
-	}
-}
-
-func (r *Retention) schedule(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	r.wg.Add(1)
-	r.timer = r.clock.AfterFunc(d, func() {
-		defer r.wg.Done()
-		r.Sweep(context.Background())
-		r.schedule(r.interval)
-	})
+	r := &Retention{store: store, clock: clock, log: log, keep: keep}
+	r.Runner = periodic.New(clock, periodic.SweepInterval(keep), func(ctx context.Context) { r.Sweep(ctx) })
+	return r
 }
 
 // Sweep deletes expired jobs once.
@@ -332,15 +296,4 @@ func (r *Retention) Sweep(ctx context.Context) {
 	if n > 0 {
 		r.log.Info("retention removed finished jobs", "count", n)
 	}
-}
-
-// Stop stops the sweeps and waits for a running one. It is idempotent.
-func (r *Retention) Stop() {
-	r.mu.Lock()
-	r.stopped = true
-	if r.timer != nil && r.timer.Stop() {
-		r.wg.Done()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
 }

@@ -24,6 +24,7 @@ type memStore struct {
 	fail    int           // fail this many more Writes
 	block   chan struct{} // when set, Write waits for it to close
 	entered chan struct{} // signalled when Write starts
+	cutoffs []time.Time   // DeleteBefore calls
 }
 
 func (s *memStore) Write(ctx context.Context, evs []jobcast.Event) error {
@@ -67,7 +68,12 @@ func (s *memStore) Query(context.Context, string, ...any) (*jobcast.Rows, error)
 func (s *memStore) QueryUntrusted(context.Context, string, jobcast.QueryLimits) (*jobcast.Rows, error) {
 	return nil, nil
 }
-func (s *memStore) DeleteBefore(context.Context, time.Time) (int64, error) { return 0, nil }
+func (s *memStore) DeleteBefore(_ context.Context, t time.Time) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cutoffs = append(s.cutoffs, t)
+	return 1, nil
+}
 func (s *memStore) Dialect() string                                        { return "mem" }
 func (s *memStore) Close() error                                           { return nil }
 
@@ -236,5 +242,27 @@ func TestStopHonoursContext(t *testing.T) {
 	close(store.block)
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Retention sweeps at start and then every hour (for a 30-day window),
+// deleting what is older than the window on the injected clock.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	clock := clocktest.New(t0)
+	r := telemetry.NewRetention(store, clock, nil, 30*24*time.Hour)
+	r.Start()
+	r.Start() // idempotent
+	clock.Advance(0)
+	clock.Advance(time.Hour)
+	r.Stop()
+	r.Stop()
+	clock.Advance(time.Hour) // stopped: no more sweeps
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	want := []time.Time{t0.Add(-30 * 24 * time.Hour), t0.Add(time.Hour - 30*24*time.Hour)}
+	if len(store.cutoffs) != 2 || !store.cutoffs[0].Equal(want[0]) || !store.cutoffs[1].Equal(want[1]) {
+		t.Fatalf("cutoffs %v, want %v", store.cutoffs, want)
 	}
 }
