@@ -74,8 +74,8 @@ func (s *memStore) DeleteBefore(_ context.Context, t time.Time) (int64, error) {
 	s.cutoffs = append(s.cutoffs, t)
 	return 1, nil
 }
-func (s *memStore) Dialect() string                                        { return "mem" }
-func (s *memStore) Close() error                                           { return nil }
+func (s *memStore) Dialect() string { return "mem" }
+func (s *memStore) Close() error    { return nil }
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
