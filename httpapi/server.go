@@ -34,6 +34,8 @@ type Options struct {
 	// Metrics serves the Prometheus exposition at GET /metrics (admin
 	// token); nil leaves the route out.
 	Metrics http.Handler
+	// Telemetry answers POST /v1/sql (admin token); nil leaves it out.
+	Telemetry jobcast.TelemetryStore
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -48,6 +50,9 @@ type API struct {
 
 // New returns the API handler with every route mounted.
 func New(opt Options) *API {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
 	// Config.Validate has checked the proxy entries.
 	trust, _ := httputil.ParseProxyTrust(opt.Config.TrustedProxies)
 	a := &API{opt: opt, mux: http.NewServeMux(), reqRate: ratelimit.New(opt.Config.RequestsPerSecPerIP, 0), trust: trust}
@@ -61,6 +66,9 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("DELETE /v1/jobs/{jobId}/tokens", a.producer(a.revokeTokens))
 	a.mux.HandleFunc("GET /v1/connections", a.admin(a.connections))
 	a.mux.HandleFunc("GET /v1/errors", a.admin(a.errorCatalog))
+	if opt.Telemetry != nil {
+		a.mux.HandleFunc("POST /v1/sql", a.admin(a.sql))
+	}
 	if opt.Metrics != nil {
 		a.mux.HandleFunc("GET /metrics", a.admin(opt.Metrics.ServeHTTP))
 	}
