@@ -345,6 +345,7 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 		JobID:      tk.JobID,
 		Token:      tk.Token,
 		Context:    cc,
+		Dialer:     networkLatency(cc.NetworkType).dialer(s.opt.Speed),
 		MinBackoff: 100 * time.Millisecond,
 		MaxBackoff: 2 * time.Second,
 		TokenFunc: func(ctx context.Context) (string, error) {
