@@ -1,0 +1,311 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/jobcast/jobcast"
+)
+
+var _ jobcast.TelemetryStore = (*Store)(nil)
+
+// DefaultMemoryLimit is Options.MemoryLimit's default.
+const DefaultMemoryLimit = "1GB"
+
+// Options configure a Store. The zero value is valid.
+type Options struct {
+	// MemoryLimit caps the memory of DuckDB's buffer manager, for all
+	// queries together, in DuckDB's size syntax ("1GB", "512MiB"). Empty
+	// means DefaultMemoryLimit. A query that needs more fails; it does not
+	// take the node down.
+	MemoryLimit string
+	// Threads is the number of DuckDB worker threads; 0 means one per CPU.
+	Threads int
+}
+
+func (o *Options) validate() error {
+	if o.MemoryLimit == "" {
+		o.MemoryLimit = DefaultMemoryLimit
+	}
+	if o.Threads < 0 {
+		return fmt.Errorf("duckdb: Threads must be >= 0, got %d", o.Threads)
+	}
+	return nil
+}
+
+// Store is the embedded telemetry store. Write is meant for one goroutine
+// (the recorder's); the other methods are safe for concurrent use.
+type Store struct {
+	path      string
+	connector *duckdb.Connector
+	db        *sql.DB // queries, DeleteBefore; closes connector
+
+	wmu    sync.Mutex // guards the fields below: Write, Close
+	wconn  driver.Conn
+	app    *duckdb.Appender
+	perm   []int          // perm[i] is the index in columns of the table's column i
+	row    []driver.Value // reused by Write
+	closed bool
+}
+
+// column is one column of events: its DuckDB type, the value it gets when a
+// migration adds it to an existing table, and how to read it from an Event.
+type column struct {
+	name, typ, zero string
+	get             func(e *jobcast.Event) driver.Value
+}
+
+// columns of events, in the order a new table gets them. Adding one here
+// adds it to existing tables on Open (at their end, with its zero value).
+var columns = []column{
+	{"ts", "TIMESTAMP", "'epoch'::TIMESTAMP", func(e *jobcast.Event) driver.Value { return e.TS }},
+	{"event", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Event }},
+	{"node", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Node }},
+	{"job_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.JobID }},
+	{"pipeline", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Pipeline }},
+	{"conn_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ConnID }},
+	{"app_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.AppVersion }},
+	{"os_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.OSVersion }},
+	{"network_type", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.NetworkType }},
+	{"device_model", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.DeviceModel }},
+	{"error_code", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ErrorCode }},
+	{"provider", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Provider }},
+	{"retryable", "BOOLEAN", "false", func(e *jobcast.Event) driver.Value { return e.Retryable }},
+	{"reason", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Reason }},
+	{"close_code", "INTEGER", "0", func(e *jobcast.Event) driver.Value { return int32(e.CloseCode) }},
+	{"rtt_ms", "DOUBLE", "0", func(e *jobcast.Event) driver.Value { return e.RTTMs }},
+	{"duration_ms", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.DurationMs }},
+	{"messages_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesSent }},
+	{"bytes_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.BytesSent }},
+	{"messages_received", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesReceived }},
+	{"progress_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ProgressSent }},
+	{"reconnect_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ReconnectCount }},
+	{"success_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.SuccessCount }},
+	{"failure_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.FailureCount }},
+	{"total_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.TotalCount }},
+	{"throttled_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ThrottledCount }},
+	{"experiment_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ExperimentID }},
+	{"variant", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Variant }},
+	{"param", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Param }},
+	{"value", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Value }},
+	{"sample_interval", "INTEGER", "1", func(e *jobcast.Event) driver.Value {
+		if e.SampleInterval <= 0 {
+			return int32(1)
+		}
+		return int32(min(e.SampleInterval, 1<<31-1))
+	}},
+}
+
+// sandbox are the settings every Store's database is opened with, and the
+// values Open checks they have. lock_configuration comes last in the check
+// but DuckDB applies startup settings before any SQL runs, so the order in
+// which the driver applies them does not matter.
+var sandbox = [][2]string{
+	{"enable_external_access", "false"},
+	{"autoload_known_extensions", "false"},
+	{"autoinstall_known_extensions", "false"},
+	{"allow_community_extensions", "false"},
+	{"allow_unsigned_extensions", "false"},
+	{"lock_configuration", "true"},
+}
+
+// Open opens (creating if needed) the DuckDB file at path and creates or
+// migrates the events table.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	// The driver splits its DSN at the first '?' and parses it as a URL, so
+	// a '#' would silently drop the settings that follow it.
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("duckdb: path %q must be non-empty and contain neither '?' nor '#'", path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	q := url.Values{}
+	for _, kv := range sandbox {
+		q.Set(kv[0], kv[1])
+	}
+	q.Set("memory_limit", opts.MemoryLimit)
+	if opts.Threads > 0 {
+		q.Set("threads", strconv.Itoa(opts.Threads))
+	}
+	connector, err := duckdb.NewConnector(path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{path: path, connector: connector, db: sql.OpenDB(connector)}
+	if err := s.init(ctx); err != nil {
+		s.db.Close() // closes connector
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if err := s.checkSandbox(ctx); err != nil {
+		return err
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	wconn, err := s.connector.Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: writer connection: %w", s.path, err)
+	}
+	s.wconn = wconn
+	if err := s.newAppender(); err != nil {
+		wconn.Close()
+		return err
+	}
+	s.row = make([]driver.Value, len(columns))
+	return nil
+}
+
+// checkSandbox reads back the settings Open asked for: if the driver ever
+// dropped one, opening must fail rather than serve SQL without a sandbox.
+func (s *Store) checkSandbox(ctx context.Context) error {
+	for _, kv := range sandbox {
+		var v string
+		if err := s.db.QueryRowContext(ctx, `SELECT current_setting(?)::VARCHAR`, kv[0]).Scan(&v); err != nil {
+			return fmt.Errorf("open %s: read setting %s: %w", s.path, kv[0], err)
+		}
+		if v != kv[1] {
+			return fmt.Errorf("open %s: setting %s is %s, want %s", s.path, kv[0], v, kv[1])
+		}
+	}
+	return nil
+}
+
+// migrate creates events or adds the columns an older table lacks, and
+// records in s.perm the order of the table's columns.
+func (s *Store) migrate(ctx context.Context) error {
+	defs := make([]string, len(columns))
+	for i, c := range columns {
+		defs[i] = c.name + " " + c.typ
+	}
+	if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS events (\n\t"+strings.Join(defs, ",\n\t")+"\n)"); err != nil {
+		return fmt.Errorf("create events: %w", err)
+	}
+	have, err := s.tableColumns(ctx)
+	if err != nil {
+		return err
+	}
+	index := make(map[string]int, len(columns))
+	for i, c := range columns {
+		index[c.name] = i
+	}
+	seen := make(map[string]bool, len(have))
+	for _, h := range have {
+		i, ok := index[h[0]]
+		if !ok {
+			return fmt.Errorf("events in %s has a column %s that this jobcast does not know: written by a newer version?", s.path, h[0])
+		}
+		if h[1] != columns[i].typ {
+			return fmt.Errorf("events in %s: column %s is %s, want %s", s.path, h[0], h[1], columns[i].typ)
+		}
+		seen[h[0]] = true
+	}
+	for _, c := range columns {
+		if seen[c.name] {
+			continue
+		}
+		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE events ADD COLUMN %s %s DEFAULT %s", c.name, c.typ, c.zero)); err != nil {
+			return fmt.Errorf("migrate events: add %s: %w", c.name, err)
+		}
+	}
+	if have, err = s.tableColumns(ctx); err != nil {
+		return err
+	}
+	s.perm = make([]int, len(have))
+	for i, h := range have {
+		s.perm[i] = index[h[0]]
+	}
+	return nil
+}
+
+// tableColumns returns events' columns as (name, type) in table order.
+func (s *Store) tableColumns(ctx context.Context) ([][2]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT column_name, data_type FROM duckdb_columns()
+		WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'events'
+		ORDER BY column_index`)
+	if err != nil {
+		return nil, fmt.Errorf("read events columns: %w", err)
+	}
+	defer rows.Close()
+	var cols [][2]string
+	for rows.Next() {
+		var c [2]string
+		if err := rows.Scan(&c[0], &c[1]); err != nil {
+			return nil, fmt.Errorf("read events columns: %w", err)
+		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events columns: %w", err)
+	}
+	return cols, nil
+}
+
+// Dialect implements jobcast.TelemetryStore.
+func (s *Store) Dialect() string { return "duckdb" }
+
+// DeleteBefore deletes events with ts before t, then checkpoints so that the
+// freed blocks can be reused (DuckDB reuses free blocks inside the file and
+// truncates the file only when the free blocks are at its end).
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE ts < ?`, t.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("delete events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete events: %w", err)
+	}
+	if n > 0 {
+		if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+			return n, fmt.Errorf("checkpoint after delete: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Close flushes what was written, checkpoints and closes the database. It
+// is idempotent.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if s.app != nil {
+		if err := s.app.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close appender: %w", err))
+		}
+		s.app = nil
+	}
+	if err := s.wconn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close writer connection: %w", err))
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close %s: %w", s.path, err))
+	}
+	return errors.Join(errs...)
+}
