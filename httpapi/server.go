@@ -17,6 +17,7 @@ import (
 	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/internal/ratelimit"
 	"github.com/jobcast/jobcast/jobs"
+	"github.com/jobcast/jobcast/metrics"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -36,6 +37,11 @@ type Options struct {
 	Metrics http.Handler
 	// Telemetry answers POST /v1/sql (admin token); nil leaves it out.
 	Telemetry jobcast.TelemetryStore
+	// MetricsLib answers GET /v1/metrics and GET /v1/metrics/{name} (admin
+	// token); nil leaves them out. (Metrics is the Prometheus exposition.)
+	MetricsLib *metrics.Library
+	// GraphQL serves POST /graphql (admin token); nil leaves it out.
+	GraphQL http.Handler
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -71,6 +77,13 @@ func New(opt Options) *API {
 	}
 	if opt.Metrics != nil {
 		a.mux.HandleFunc("GET /metrics", a.admin(opt.Metrics.ServeHTTP))
+	}
+	if opt.MetricsLib != nil {
+		a.mux.HandleFunc("GET /v1/metrics", a.admin(a.metricDefinitions))
+		a.mux.HandleFunc("GET /v1/metrics/{name}", a.admin(a.metric))
+	}
+	if opt.GraphQL != nil {
+		a.mux.HandleFunc("POST /graphql", a.admin(opt.GraphQL.ServeHTTP))
 	}
 	a.mux.HandleFunc("GET /v1/debug/runtime", a.admin(a.runtimeStats))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
