@@ -65,8 +65,12 @@ func ParseTime(what, s string) (time.Time, error) {
 // Window returns the time window [from, to) of a query: the span last up to
 // now, or the explicit from and to (to defaults to now). Giving last
 // together with from or to is refused; giving nothing means the last hour.
-// The times must already be parsed (zero means absent).
+// The times must already be parsed (zero means absent); now is truncated to
+// the millisecond.
 func Window(last string, from, to, now time.Time) (time.Time, time.Time, error) {
+	// The store keeps milliseconds at least; a window ending at a whole
+	// millisecond reads better and names the same events.
+	now = now.UTC().Truncate(time.Millisecond)
 	if last != "" {
 		if !from.IsZero() || !to.IsZero() {
 			return time.Time{}, time.Time{}, bad("give either last or from/to, not both")
