@@ -57,8 +57,10 @@ type Definition struct {
 	Name        string
 	Unit        string
 	Description string
-	// Formula is the exact definition over the events table; w is
-	// sample_interval, Σw[e] the sum of w over events named e in the window.
+	// Formula is the exact definition over the events table: w is
+	// sample_interval; Σw[e] sums w over the rows of event e in the window
+	// that match the filters, Σ(x·w)[e] sums x·w; distinct[e] counts the
+	// distinct non-empty job_ids of those rows.
 	Formula string
 }
 
@@ -87,6 +89,12 @@ type metric struct {
 	events []string
 	// sessionsOnly restricts the rows to those with a job_id.
 	sessionsOnly bool
+	// perJob, when set, makes the statement aggregate per job (and group)
+	// first: it returns that level's aggregates, aliased, which num and den
+	// then aggregate over the jobs. Counting jobs this way is one hash
+	// aggregate, where count(DISTINCT job_id) FILTER … builds one per
+	// aggregate.
+	perJob func(d dialect) string
 	// num and den are aggregate expressions (den only for kindRatio).
 	num, den func(d dialect) string
 	// value is the column a kindQuantile metric ranks.
@@ -105,7 +113,7 @@ func sumOf(col string) func(dialect) string {
 	return func(dialect) string { return "sum(" + col + " * " + w + ")" }
 }
 func sumWIf(events ...string) func(dialect) string {
-	return func(d dialect) string { return d.sumIf(w, eventIn(events)) }
+	return func(d dialect) string { return d.sumIf(w, d.inList("event", events)) }
 }
 
 // catalog is every metric, in the order Definitions lists them.
@@ -165,22 +173,27 @@ var catalog = []metric{
 	{
 		Definition: Definition{ReconnectsPerSession, UnitReconnectsPerSessn,
 			"Reconnections per session (job) that had a connection in the window.",
-			"Σw[reconnected] / count(distinct job_id)[connected, reconnected; job_id ≠ '']"},
-		kind:   kindRatio,
-		events: []string{jobcast.EventConnected, jobcast.EventReconnected},
-		num:    sumWIf(jobcast.EventReconnected),
-		den:    func(d dialect) string { return d.countDistinctIf("job_id", "job_id <> ''") },
+			"Σw[reconnected] / distinct[connected, reconnected]"},
+		kind:         kindRatio,
+		events:       []string{jobcast.EventConnected, jobcast.EventReconnected},
+		sessionsOnly: true,
+		perJob: func(d dialect) string {
+			return d.sumIf(w, d.inList("event", []string{jobcast.EventReconnected})) + " AS reconnects"
+		},
+		num: func(dialect) string { return "sum(reconnects)" },
+		den: func(dialect) string { return "count(*)" },
 	},
 	{
 		Definition: Definition{ErrorRate, UnitRatio,
 			"Share of sessions (jobs) seen in the window with at least one error or failed connection.",
-			"count(distinct job_id)[error, connect_failed] / count(distinct job_id)[any event]; job_id ≠ ''"},
+			"distinct[error, connect_failed] / distinct[any event]"},
 		kind:         kindRatio,
 		sessionsOnly: true,
-		num: func(d dialect) string {
-			return d.countDistinctIf("job_id", eventIn([]string{jobcast.EventError, jobcast.EventConnectFailed}))
+		perJob: func(d dialect) string {
+			return d.boolOr(d.inList("event", []string{jobcast.EventError, jobcast.EventConnectFailed})) + " AS errored"
 		},
-		den: func(d dialect) string { return d.countDistinct("job_id") },
+		num: func(d dialect) string { return d.sumIf("1", "errored") },
+		den: func(dialect) string { return "count(*)" },
 	},
 	{
 		Definition: Definition{RTTAvgMs, UnitMs,

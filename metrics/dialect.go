@@ -10,12 +10,13 @@ import (
 // jobcast.TelemetryStore. Everything else (the WHERE clause, grouping, the
 // metric formulas) is plain SQL both DuckDB and ClickHouse accept.
 //
-// A ClickHouse dialect is one more implementation: sumIf(expr, cond),
-// uniqExact(col) / uniqExactIf(col, cond), a bucket start of
-// toUnixTimestamp64Milli(ts) - toUnixTimestamp64Milli(ts) % width, and
-// quantileExactWeighted(level)(value, sample_interval), whose definition (the
-// smallest value whose cumulative weight reaches ⌈level·Σw⌉) matches the
-// window-function form below.
+// A ClickHouse dialect is one more implementation: a bound
+// fromUnixTimestamp64Micro(?) for times, a bucket start of
+// toUnixTimestamp64Milli(ts) - toUnixTimestamp64Milli(ts) % width,
+// `col IN ('a', 'b')`, sumIf(expr, cond), max(cond) for boolOr,
+// uniqExactIf(col, cond), and quantileExactWeighted(level)(value,
+// sample_interval), whose definition (the smallest value whose cumulative
+// weight reaches level·Σw) is the one weightedQuantile implements here.
 type dialect interface {
 	// timeArg returns the SQL for a bound time argument comparable with the
 	// ts column and the value to bind to its placeholder.
@@ -24,10 +25,13 @@ type dialect interface {
 	// epoch, as a BIGINT; width is a placeholder for the bucket width in
 	// milliseconds and must appear exactly once.
 	bucketStart(width string) string
+	// inList is the condition "col is one of values"; values are constants
+	// of this package, written as literals.
+	inList(col string, values []string) string
 	// sumIf sums expr over the rows where cond holds; NULL or 0 when none.
 	sumIf(expr, cond string) string
-	// countDistinct counts the distinct values of col.
-	countDistinct(col string) string
+	// boolOr is true when cond holds for any row of the group.
+	boolOr(cond string) string
 	// countDistinctIf counts the distinct values of col over rows where cond
 	// holds.
 	countDistinctIf(col, cond string) string
@@ -37,7 +41,7 @@ type dialect interface {
 	// bp/10000: columns keys (aliased as names), "value" (NULL without
 	// samples) and "weight" (Σw). where is the full WHERE condition; any
 	// placeholders in keys come before those in where, as in a plain
-	// SELECT … FROM events WHERE … statement.
+	// SELECT … FROM events WHERE … statement, and neither may appear twice.
 	weightedQuantile(keys, names []string, value, where string, bp int) string
 }
 
@@ -61,44 +65,69 @@ func (duckDB) bucketStart(width string) string {
 	return "(epoch_ms(ts) - epoch_ms(ts) % " + width + ")"
 }
 
+// inList uses list_contains rather than IN: DuckDB evaluates it inside the
+// scan on the column's dictionary, while IN runs as a filter over every row
+// (36 against 77 ms for two of ten event names over 10 million rows).
+func (duckDB) inList(col string, values []string) string {
+	if len(values) == 1 {
+		return col + " = '" + values[0] + "'"
+	}
+	return "list_contains(['" + strings.Join(values, "', '") + "'], " + col + ")"
+}
+
 func (duckDB) sumIf(expr, cond string) string {
 	return "sum(" + expr + ") FILTER (WHERE " + cond + ")"
 }
 
-func (duckDB) countDistinct(col string) string { return "count(DISTINCT " + col + ")" }
+func (duckDB) boolOr(cond string) string { return "bool_or(" + cond + ")" }
 
 func (duckDB) countDistinctIf(col, cond string) string {
 	return "count(DISTINCT " + col + ") FILTER (WHERE " + cond + ")"
 }
 
-// weightedQuantile: DuckDB has no weighted quantile, so the samples are first
-// collapsed to (group, value, Σw), then a running sum of the weight in value
-// order finds the first value at or past the level.
+// rttBin maps a value to a coarse bin such that v1 ≤ v2 implies bin(v1) ≤
+// bin(v2): 1/64 ms below 16 ms, whole milliseconds above. Multiplying by a
+// power of two and flooring is exact in floating point, so the order holds
+// for every double.
+const rttBin = "CASE WHEN v < 16 THEN floor(v * 64) / 64 ELSE floor(v) END"
+
+// weightedQuantile: DuckDB has no weighted quantile, and a window function
+// over millions of heartbeats sorts them all (seconds). So it goes in two
+// passes over the samples h: the weights of coarse bins (a hash aggregate),
+// a running sum over the few thousand bins finds the bin holding the level
+// and the weight before it, and only the samples in that bin are sorted.
+// The answer is exact: it is the same smallest value whose cumulative
+// weight reaches the level.
 func (duckDB) weightedQuantile(keys, names []string, value, where string, bp int) string {
+	cols := func(prefix string) string {
+		var sb strings.Builder
+		for _, n := range names {
+			sb.WriteString(prefix + n + ", ")
+		}
+		return sb.String()
+	}
+	part, group, using := "", "", ""
+	if len(names) > 0 {
+		part = "PARTITION BY " + strings.Join(names, ", ")
+		group = " GROUP BY " + strings.Join(names, ", ")
+		using = " USING (" + strings.Join(names, ", ") + ")"
+	} else {
+		using = " ON true"
+	}
+	level := strconv.Itoa(bp)
 	var sb strings.Builder
 	sb.WriteString("WITH h AS (SELECT ")
 	for _, k := range keys {
 		sb.WriteString(k + ", ")
 	}
-	sb.WriteString(value + " AS v, sum(" + w + ") AS w FROM events WHERE " + where + " GROUP BY ALL), ")
-	part := ""
-	if len(names) > 0 {
-		part = "PARTITION BY " + strings.Join(names, ", ")
-	}
-	sb.WriteString("c AS (SELECT ")
-	for _, n := range names {
-		sb.WriteString(n + ", ")
-	}
-	sb.WriteString("v, sum(w) OVER (" + part + " ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cw, ")
-	sb.WriteString("sum(w) OVER (" + part + ") AS tw FROM h) SELECT ")
-	for _, n := range names {
-		sb.WriteString(n + ", ")
-	}
-	level := strconv.Itoa(bp)
-	sb.WriteString("CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, ")
-	sb.WriteString("CAST(max(tw) AS DOUBLE) AS weight FROM c")
-	if len(names) > 0 {
-		sb.WriteString(" GROUP BY " + strings.Join(names, ", "))
-	}
+	sb.WriteString(value + " AS v, CAST(" + w + " AS BIGINT) AS w FROM events WHERE " + where + "), ")
+	// b: Σw per bin; c: running Σw over bins; t: the bin holding the level.
+	sb.WriteString("b AS (SELECT " + cols("") + rttBin + " AS bin, sum(w) AS bw FROM h GROUP BY ALL), ")
+	sb.WriteString("c AS (SELECT " + cols("") + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw, sum(bw) OVER (" + part + ") AS tw FROM b), ")
+	sb.WriteString("t AS (SELECT " + cols("") + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, max(tw) AS tw FROM c WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
+	// x: the samples of that bin; y: their running Σw after the bins before.
+	sb.WriteString("x AS (SELECT " + cols("") + "v, sum(w) AS w, any_value(before) AS before, any_value(tw) AS tw FROM h JOIN t" + using + " WHERE " + rttBin + " = t.bin GROUP BY ALL), ")
+	sb.WriteString("y AS (SELECT " + cols("") + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
+	sb.WriteString("SELECT " + cols("") + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
 	return sb.String()
 }

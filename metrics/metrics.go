@@ -171,16 +171,6 @@ func (b *builder) time(t time.Time) string {
 	return sql
 }
 
-// eventIn is the condition "event is one of events". Event names are
-// package constants, never user input, so they are written as literals: a
-// literal lets the engine prune by them.
-func eventIn(events []string) string {
-	if len(events) == 1 {
-		return "event = '" + events[0] + "'"
-	}
-	return "event IN ('" + strings.Join(events, "', '") + "')"
-}
-
 // keys returns the grouping select expressions and their names: the GroupBy
 // columns, then the bucket start. It must be called before where, so that
 // placeholders and arguments line up.
@@ -200,7 +190,9 @@ func (b *builder) keys(q *Query) (exprs, names []string) {
 func (b *builder) where(q *Query, events []string, sessionsOnly bool) string {
 	conds := []string{"ts >= " + b.time(q.From), "ts < " + b.time(q.To)}
 	if len(events) > 0 {
-		conds = append(conds, eventIn(events))
+		// Event names are package constants, never user input: written as
+		// literals, they let the engine filter inside the scan.
+		conds = append(conds, b.d.inList("event", events))
 	}
 	if sessionsOnly {
 		conds = append(conds, "job_id <> ''")
@@ -226,16 +218,27 @@ func statement(d dialect, m *metric, q *Query) (string, []any) {
 	if m.kind == kindQuantile {
 		return d.weightedQuantile(exprs, names, m.value, where, m.quantile), b.args
 	}
+	// The outer SELECT: plain, or over per-job rows.
 	var sb strings.Builder
 	sb.WriteString("SELECT ")
-	for _, e := range exprs {
-		sb.WriteString(e + ", ")
+	from := " FROM events WHERE " + where
+	if m.perJob != nil {
+		for _, n := range names {
+			sb.WriteString(n + ", ")
+		}
+		inner := "SELECT " + strings.Join(slices.Concat(exprs, []string{"job_id", m.perJob(d)}), ", ") + from +
+			" GROUP BY " + strings.Join(slices.Concat(names, []string{"job_id"}), ", ")
+		from = " FROM (" + inner + ") AS jobs"
+	} else {
+		for _, e := range exprs {
+			sb.WriteString(e + ", ")
+		}
 	}
 	sb.WriteString("CAST(coalesce(" + m.num(d) + ", 0) AS DOUBLE) AS num")
 	if m.den != nil {
 		sb.WriteString(", CAST(coalesce(" + m.den(d) + ", 0) AS DOUBLE) AS den")
 	}
-	sb.WriteString(" FROM events WHERE " + where)
+	sb.WriteString(from)
 	if len(names) > 0 {
 		sb.WriteString(" GROUP BY " + strings.Join(names, ", "))
 	}
