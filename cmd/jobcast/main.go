@@ -23,6 +23,7 @@ Usage:
   jobcast serve [flags]        run a node (embedded mode: SQLite in the data dir)
   jobcast demo [flags]         run a node with simulated producers and mobile clients
   jobcast keys rotate          add a new token signing key to the data dir's key ring
+  jobcast query <sub> [flags]  query a running server's telemetry: sql, metric, metrics
   jobcast version              print the version
 
 Run 'jobcast <command> -h' for a command's flags.
@@ -52,6 +53,8 @@ func Main(ctx context.Context, args []string, env envLookup, stdout, stderr io.W
 		err = runDemo(ctx, args[1:], env, stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], env, stdout)
+	case "query":
+		err = runQuery(ctx, args[1:], env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "jobcast", version)
 	case "help", "-h", "--help":
