@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/duckdb"
@@ -25,7 +26,9 @@ const crashBatch = 1000
 // its events' total_count, until it is killed. After each Write it prints
 // the batch number, so the parent knows which batches were acknowledged.
 func crashChild() {
-	s, err := duckdb.Open(context.Background(), os.Getenv(crashEnv), duckdb.Options{})
+	// A small threshold: checkpoints every few batches, so that kills land
+	// before, in and after them.
+	s, err := duckdb.Open(context.Background(), os.Getenv(crashEnv), duckdb.Options{CheckpointThreshold: "4MB"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
@@ -50,8 +53,6 @@ func crashChild() {
 // without a gap from 0, and at least every batch whose Write returned.
 func TestCrashSafety(t *testing.T) {
 	t.Parallel()
-	// Later rounds run long enough for the WAL to pass DuckDB's automatic
-	// checkpoint threshold (16 MB), so a kill can land in a checkpoint.
 	for round, after := range []int64{10, 90, 200} {
 		path := filepath.Join(t.TempDir(), "crash.duckdb")
 		acked := killMidWrite(t, path, after)
@@ -60,7 +61,9 @@ func TestCrashSafety(t *testing.T) {
 				t.Logf("round %d: %s: %d bytes", round, filepath.Base(p), fi.Size())
 			}
 		}
+		t0 := time.Now()
 		s, err := duckdb.Open(context.Background(), path, duckdb.Options{})
+		t.Logf("round %d: reopen took %v", round, time.Since(t0))
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}

@@ -49,6 +49,7 @@ var (
 	errReadOnly   = badRequest("the query may not write")
 	errMemory     = badRequest("the query exceeded the memory limit")
 	errExtension  = badRequest("extensions are disabled")
+	errParams     = badRequest("query parameters (?, $1, $name) are not supported")
 )
 
 func badRequest(msg string) *jobcast.Error { return jobcast.Errorf(protocol.ErrBadRequest, "%s", msg) }
@@ -56,8 +57,9 @@ func badRequest(msg string) *jobcast.Error { return jobcast.Errorf(protocol.ErrB
 // QueryUntrusted implements jobcast.TelemetryStore: it runs SQL an admin
 // typed. Besides the settings of every Store (no files, no network, no
 // extensions, a memory limit, all locked), it requires DuckDB's parser to
-// see exactly one SELECT (json_serialize_sql serializes SELECTs only), runs
-// it in a READ ONLY transaction, wrapped as
+// see exactly one SELECT (json_serialize_sql serializes SELECTs only) that
+// calls no table function outside a short allowlist, runs it in a READ ONLY
+// transaction, wrapped as
 //
 //	SELECT * FROM (<query>) LIMIT MaxRows+1
 //
@@ -136,29 +138,110 @@ func (s *Store) queryUntrusted(ctx context.Context, query string, maxRows int) (
 }
 
 // checkSelect asks DuckDB's parser whether query is exactly one SELECT
-// (json_serialize_sql refuses to serialize anything else).
+// (json_serialize_sql refuses to serialize anything else) and checks the
+// functions it calls.
 func (s *Store) checkSelect(ctx context.Context, query string) error {
-	var (
-		failed          bool
-		errType, errMsg sql.NullString
-		statements      sql.NullInt64
-	)
-	err := s.db.QueryRowContext(ctx, `SELECT (j->>'error')::BOOLEAN, j->>'error_type', j->>'error_message', json_array_length(j->'statements')
-		FROM (SELECT json_serialize_sql(?::VARCHAR) AS j)`, query).Scan(&failed, &errType, &errMsg, &statements)
-	if err != nil {
+	var text string
+	if err := s.db.QueryRowContext(ctx, `SELECT json_serialize_sql(?::VARCHAR)::VARCHAR`, query).Scan(&text); err != nil {
+		return fmt.Errorf("parse untrusted query: %w", err)
+	}
+	var parsed struct {
+		Error        bool   `json:"error"`
+		ErrorType    string `json:"error_type"`
+		ErrorMessage string `json:"error_message"`
+		Statements   []any  `json:"statements"`
+	}
+	if err := json.Unmarshal([]byte(text), &parsed); err != nil {
 		return fmt.Errorf("parse untrusted query: %w", err)
 	}
 	switch {
-	case failed && errType.String == "parser":
-		return jobcast.Errorf(protocol.ErrBadRequest, "syntax error: %s", strings.TrimPrefix(errMsg.String, "syntax error "))
-	case failed:
+	case parsed.Error && parsed.ErrorType == "parser":
+		return jobcast.Errorf(protocol.ErrBadRequest, "syntax error: %s", strings.TrimPrefix(parsed.ErrorMessage, "syntax error "))
+	case parsed.Error:
 		return errNotSelect
-	case statements.Int64 == 0:
+	case len(parsed.Statements) == 0:
 		return errEmpty
-	case statements.Int64 != 1:
+	case len(parsed.Statements) != 1:
 		return errNotSelect
 	}
+	if stmt, ok := parsed.Statements[0].(map[string]any); ok {
+		if params, _ := stmt["named_param_map"].([]any); len(params) > 0 {
+			return errParams
+		}
+	}
+	return checkFunctions(parsed.Statements[0])
+}
+
+// allowedTableFunctions are the table functions an untrusted query may
+// call: generators and read-only catalog views. The others change state
+// although called from a SELECT (checkpoint, enable_logging,
+// enable_profiling, which also survive on the pooled connection), run SQL
+// given as a string (query, query_table, json_execute_serialized_sql), read
+// files (refused anyway without external access) or scan raw memory
+// (arrow_scan). An allowlist, so that functions a newer DuckDB adds are
+// refused until someone looks at them.
+var allowedTableFunctions = map[string]bool{
+	"range": true, "generate_series": true, "unnest": true, "repeat": true, "repeat_row": true,
+	"json_each": true, "json_tree": true, "summary": true, "histogram": true, "histogram_values": true,
+	"duckdb_columns": true, "duckdb_constraints": true, "duckdb_databases": true, "duckdb_dependencies": true,
+	"duckdb_functions": true, "duckdb_indexes": true, "duckdb_keywords": true, "duckdb_memory": true,
+	"duckdb_optimizers": true, "duckdb_schemas": true, "duckdb_sequences": true, "duckdb_settings": true,
+	"duckdb_tables": true, "duckdb_temporary_files": true, "duckdb_types": true, "duckdb_views": true,
+	"pragma_collations": true, "pragma_database_size": true, "pragma_metadata_info": true,
+	"pragma_platform": true, "pragma_show": true, "pragma_storage_info": true, "pragma_table_info": true,
+	"pragma_version": true, "pg_timezone_names": true, "icu_calendar_names": true,
+}
+
+// deniedFunctions are scalar functions with side effects.
+var deniedFunctions = map[string]bool{
+	"write_log": true, "nextval": true, "setseed": true,
+}
+
+// checkFunctions walks a statement's syntax tree as json_serialize_sql
+// writes it and refuses table functions not allowed and scalar functions
+// denied.
+func checkFunctions(node any) error {
+	switch n := node.(type) {
+	case []any:
+		for _, c := range n {
+			if err := checkFunctions(c); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		if n["type"] == "TABLE_FUNCTION" {
+			if fn, ok := n["function"].(map[string]any); ok {
+				name, _ := fn["function_name"].(string)
+				if !allowedTableFunctions[strings.ToLower(name)] {
+					if isFileFunction(name) {
+						return errFileAccess
+					}
+					return jobcast.Errorf(protocol.ErrBadRequest, "table function %s is not allowed", name)
+				}
+				// Its arguments may call functions too.
+				return checkFunctions(fn["children"])
+			}
+		}
+		if n["class"] == "FUNCTION" {
+			if name, _ := n["function_name"].(string); deniedFunctions[strings.ToLower(name)] {
+				return jobcast.Errorf(protocol.ErrBadRequest, "function %s is not allowed", name)
+			}
+		}
+		for _, c := range n {
+			if err := checkFunctions(c); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// isFileFunction reports whether a table function reads files, so that its
+// refusal says why.
+func isFileFunction(name string) bool {
+	name = strings.ToLower(name)
+	return strings.HasPrefix(name, "read_") || strings.HasPrefix(name, "parquet_") ||
+		name == "glob" || name == "sniff_csv"
 }
 
 // refusal turns a DuckDB error caused by the query into a bad request, or

@@ -21,8 +21,11 @@ import (
 
 var _ jobcast.TelemetryStore = (*Store)(nil)
 
-// DefaultMemoryLimit is Options.MemoryLimit's default.
-const DefaultMemoryLimit = "1GB"
+// Defaults of Options.
+const (
+	DefaultMemoryLimit         = "1GB"
+	DefaultCheckpointThreshold = "64MB"
+)
 
 // Options configure a Store. The zero value is valid.
 type Options struct {
@@ -33,11 +36,23 @@ type Options struct {
 	MemoryLimit string
 	// Threads is the number of DuckDB worker threads; 0 means one per CPU.
 	Threads int
+	// CheckpointThreshold is the WAL size at which DuckDB checkpoints:
+	// compresses the rows the WAL holds into the database file. The Write
+	// that crosses it waits for the checkpoint. Empty means
+	// DefaultCheckpointThreshold, four times DuckDB's own default: each
+	// checkpoint recompresses the partly filled last row group, so at 16MB
+	// sustained ingestion was about half as fast and the file larger (see
+	// docs/benchmarks.md). A larger WAL takes more memory and longer to
+	// replay after a crash.
+	CheckpointThreshold string
 }
 
 func (o *Options) validate() error {
 	if o.MemoryLimit == "" {
 		o.MemoryLimit = DefaultMemoryLimit
+	}
+	if o.CheckpointThreshold == "" {
+		o.CheckpointThreshold = DefaultCheckpointThreshold
 	}
 	if o.Threads < 0 {
 		return fmt.Errorf("duckdb: Threads must be >= 0, got %d", o.Threads)
@@ -142,6 +157,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		q.Set(kv[0], kv[1])
 	}
 	q.Set("memory_limit", opts.MemoryLimit)
+	q.Set("checkpoint_threshold", opts.CheckpointThreshold)
 	if opts.Threads > 0 {
 		q.Set("threads", strconv.Itoa(opts.Threads))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,8 +85,26 @@ func TestSandbox(t *testing.T) {
 		{"SELECT * FROM sniff_csv('/etc/passwd')", files},
 		{"SELECT * FROM parquet_metadata('/tmp/x.parquet')", files},
 		{"SELECT * FROM read_csv('https://example.com/x.csv')", ""},
-		{"SELECT * FROM duckdb_secrets()", files},
-		{"SELECT * FROM query('DROP TABLE events')", "single SELECT"},
+		{"SELECT * FROM read_duckdb('" + secret + "')", files},
+		{"SELECT * FROM duckdb_secrets()", "not allowed"},
+		// Table functions with side effects, or that run SQL from a string.
+		{"SELECT * FROM query('DROP TABLE events')", "table function query is not allowed"},
+		{"SELECT * FROM query('SELECT * FROM enable_logging()')", "not allowed"},
+		{"SELECT * FROM query_table('events')", "not allowed"},
+		{"SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))", "not allowed"},
+		{"SELECT * FROM enable_logging()", "table function enable_logging is not allowed"},
+		{"SELECT * FROM enable_profiling()", "not allowed"},
+		{"SELECT * FROM disable_peg_parser()", "not allowed"},
+		{"SELECT * FROM checkpoint()", "not allowed"},
+		{"SELECT * FROM system.main.\"CHECKPOINT\"()", "not allowed"},
+		{"SELECT * FROM force_checkpoint()", "not allowed"},
+		{"SELECT * FROM truncate_duckdb_logs()", "not allowed"},
+		{"SELECT * FROM arrow_scan(0, 0, 0)", "not allowed"},
+		{"SELECT * FROM range((SELECT count(*) FROM enable_logging()))", "not allowed"},
+		{"WITH x AS (SELECT * FROM enable_profiling()) SELECT * FROM events", "not allowed"},
+		{"SELECT * FROM events, LATERAL (SELECT * FROM checkpoint())", "not allowed"},
+		{"SELECT (SELECT count(*) FROM enable_logging()) AS n", "not allowed"},
+		{"SELECT write_log('x')", "function write_log is not allowed"},
 		{"ATTACH '" + filepath.Join(dir, "other.duckdb") + "' AS other", notSelect},
 		{"DETACH other", notSelect},
 		{"COPY events TO '" + out + "'", notSelect},
@@ -110,10 +129,13 @@ func TestSandbox(t *testing.T) {
 		{"CREATE MACRO m(a) AS a", notSelect},
 		{"CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 's')", notSelect},
 		{"CREATE SEQUENCE q", notSelect},
-		{"SELECT nextval('q')", "q"},
+		{"SELECT nextval('q')", "function nextval is not allowed"},
 		{"SELECT getenv('HOME')", "getenv"},
 		{"SELECT 1; COPY events TO '" + out + "'", notSelect},
 		{"SELECT * FROM events /*", "syntax error"},
+		{"SELECT ? AS x", "parameters"},
+		{"SELECT $name AS x", "parameters"},
+		{"SELECT 1/0 AS x, 'a'::INTEGER AS y", "Could not convert"},
 	} {
 		_, err := s.QueryUntrusted(ctx, tc.q, jobcast.QueryLimits{Timeout: time.Minute, MaxRows: 10})
 		var je *jobcast.Error
@@ -127,6 +149,14 @@ func TestSandbox(t *testing.T) {
 			t.Errorf("QueryUntrusted(%q) message %q leaks internals", tc.q, je.Message)
 		}
 	}
+	// None of the refused side effects happened.
+	rows, err := s.Query(ctx, "SELECT current_setting('enable_logging'), current_setting('enable_profiling')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rows.Rows[0]; fmt.Sprint(got[0]) != "0" || got[1] != nil && got[1] != "" {
+		t.Errorf("enable_logging, enable_profiling = %v after the refusals", got)
+	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s exists after refused COPY ... TO: %v", out, err)
 	}
@@ -134,7 +164,14 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("ATTACH created its file: %v", err)
 	}
 	// Catalog functions and DESCRIBE stay available.
-	for _, q := range []string{"DESCRIBE events", "SHOW TABLES", "SUMMARIZE events", "SELECT * FROM duckdb_tables()", "FROM events"} {
+	for _, q := range []string{
+		"DESCRIBE events", "SHOW TABLES", "SUMMARIZE events", "FROM events", "SELECT * FROM duckdb_tables()",
+		"SELECT * FROM pragma_database_size()", "SELECT * FROM range(3) r, generate_series(1, 2) g",
+		"SELECT unnest([1, 2]) AS x", "SELECT * FROM json_each('{\"a\": 1}')",
+		// PIVOT's SQL-standard form; the short form (PIVOT events ON node)
+		// is a statement of its own and refused.
+		"SELECT * FROM (SELECT event, node FROM events) PIVOT (count(*) FOR node IN ('a', 'b'))",
+	} {
 		if _, err := s.QueryUntrusted(ctx, q, jobcast.QueryLimits{Timeout: time.Minute, MaxRows: 100}); err != nil {
 			t.Errorf("QueryUntrusted(%q): %v", q, err)
 		}
@@ -295,16 +332,36 @@ func TestOpenRefuses(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	t.Parallel()
-	s, err := duckdb.Open(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"), duckdb.Options{MemoryLimit: "256MiB", Threads: 1})
+	s, err := duckdb.Open(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"), duckdb.Options{MemoryLimit: "256MiB", Threads: 1, CheckpointThreshold: "1MB"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	closeOnCleanup(t, s)
-	rows, err := s.Query(context.Background(), "SELECT current_setting('memory_limit'), current_setting('threads')")
+	rows, err := s.Query(context.Background(), "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('checkpoint_threshold')")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rows.Rows[0]; got[0] != "256.0 MiB" || got[1] != int64(1) {
+	if got := rows.Rows[0]; got[0] != "256.0 MiB" || got[1] != int64(1) || got[2] != "976.5 KiB" {
 		t.Errorf("memory_limit, threads = %v", got)
+	}
+}
+
+// TestMemoryLimit: a query that needs more memory than Options.MemoryLimit
+// fails as a bad request, and the store goes on serving.
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	s, err := duckdb.Open(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"), duckdb.Options{MemoryLimit: "64MB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeOnCleanup(t, s)
+	const q = "SELECT max(length(l)) AS n FROM (SELECT list(i) AS l FROM range(50000000) t(i))"
+	_, err = s.QueryUntrusted(context.Background(), q, jobcast.QueryLimits{Timeout: time.Minute, MaxRows: 10})
+	var je *jobcast.Error
+	if !errors.As(err, &je) || je.Code != protocol.ErrBadRequest || !strings.Contains(je.Message, "memory limit") {
+		t.Errorf("QueryUntrusted(%q) = %v, want a bad request about the memory limit", q, err)
+	}
+	if _, err := s.QueryUntrusted(context.Background(), "SELECT count(*) FROM events", jobcast.QueryLimits{}); err != nil {
+		t.Errorf("next query: %v", err)
 	}
 }

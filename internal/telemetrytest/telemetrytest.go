@@ -547,7 +547,7 @@ func testConcurrentDeleteWhileWrite(t *testing.T, s jobcast.TelemetryStore) {
 				batch[i] = jobcast.Event{TS: base.Add(time.Duration(b*size+i) * time.Millisecond), Event: jobcast.EventHeartbeat}
 			}
 			if err := s.Write(context.Background(), batch); err != nil {
-				done <- fmt.Errorf("Write batch %d: %w", b, err)
+				done <- fmt.Errorf("write batch %d: %w", b, err)
 				return
 			}
 		}
