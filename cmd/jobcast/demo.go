@@ -42,6 +42,11 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	// Heartbeats every 5 s, unless configured, so that RTT telemetry
+	// shows up within the demo's first minute.
+	if _, ok := env("JOBCAST_HEARTBEAT_INTERVAL_MS"); !ok && f.heartbeat == 0 && f.configPath == "" {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
 	if level == "" {
 		level = "warn" // the status lines are the demo's output
 	}

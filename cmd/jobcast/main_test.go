@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/jobcast/jobcast/client"
+	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -364,5 +368,135 @@ func TestShutdownDelay(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not exit after the delay")
+	}
+}
+
+// A served job's telemetry lands in the data dir's DuckDB file, and the live
+// counters are on /metrics behind the admin token.
+func TestServeRecordsTelemetry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{"JOBCAST_API_KEYS": "telemetry-test-key-0123456789", "JOBCAST_ADMIN_TOKEN": "telemetry-admin-0123456789"}
+	stdout, stderr, stop := runMain(t, []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, env)
+	base := stdout.waitFor(t, servingRE)[1]
+	ctx := context.Background()
+	p := client.NewProducer(base, env["JOBCAST_API_KEYS"])
+	tk, err := p.CreateJob(ctx, client.CreateJobRequest{Pipeline: "ai_scan", TotalCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := client.NewWatcher(client.Config{URL: tk.WebsocketURL, Token: tk.Token,
+		Context: client.ClientContext{NetworkType: "cellular", AppVersion: "3.4.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stats().Connects == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := p.SendEvents(ctx, tk.JobID, []protocol.ProducerEvent{
+		client.NewEvent("started", map[string]any{"totalCount": 3}),
+		client.NewEvent("error", map[string]any{"code": "E_GEMINI_TIMEOUT", "retryable": true, "details": map[string]any{"provider": "gemini"}}),
+		client.NewEvent("completed", map[string]any{"successCount": 3}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// A wrong token is a connect_failed.
+	if _, resp, err := websocket.DefaultDialer.Dial(tk.WebsocketURL+"&token=garbage", nil); err == nil {
+		t.Fatal("garbage token accepted")
+	} else if resp != nil {
+		resp.Body.Close()
+	}
+
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+env["JOBCAST_ADMIN_TOKEN"])
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`jobcast_connection_events_total{event="connected",network_type="cellular"} 1`,
+		`jobcast_errors_total{code="E_GEMINI_TIMEOUT"} 1`, `jobcast_connect_failures_total{reason="token_invalid"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if resp, err := hc.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without the admin token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// POST /v1/sql answers read-only SQL on events, after the recorder's
+	// flush interval has passed, and refuses everything else.
+	sqlAt := func(body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+"/v1/sql", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+env["JOBCAST_ADMIN_TOKEN"])
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		status, out := sqlAt(`SELECT count(*) AS n FROM events WHERE event = 'job_completed'`)
+		if status != 200 {
+			t.Fatalf("SQL: %d %v", status, out)
+		}
+		if data, _ := out["data"].([]any); len(data) == 1 && data[0].(map[string]any)["n"] == float64(1) {
+			if out["dialect"] != "duckdb" || out["columns"].([]any)[0] != "n" {
+				t.Errorf("SQL answer %v", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job_completed never reached the store: %v", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, bad := range []string{
+		`{"query":"SELECT * FROM read_csv('/etc/passwd')"}`,
+		`DELETE FROM events`,
+		`ATTACH '/tmp/x.db' AS x`,
+		`COPY events TO '/tmp/out.csv'`,
+	} {
+		if status, out := sqlAt(bad); status != 400 {
+			t.Errorf("%s: %d %v, want 400", bad, status, out)
+		}
+	}
+
+	if rc := stop(); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, stderr.String())
+	}
+	store, err := duckdb.Open(ctx, filepath.Join(dir, "telemetry.duckdb"), duckdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rows, err := store.Query(ctx, `SELECT event, count(*) FROM events GROUP BY event ORDER BY event`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range rows.Rows {
+		got[r[0].(string)] = r[1].(int64)
+	}
+	want := map[string]int64{"connected": 1, "disconnected": 1, "connect_failed": 1, "job_started": 1, "error": 1, "job_completed": 1}
+	for ev, n := range want {
+		if got[ev] != n {
+			t.Errorf("%s events stored: %d, want %d (all: %v)", ev, got[ev], n, got)
+		}
 	}
 }

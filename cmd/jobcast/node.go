@@ -14,11 +14,16 @@ import (
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/httpapi"
 	"github.com/jobcast/jobcast/hub"
 	"github.com/jobcast/jobcast/inmem"
 	"github.com/jobcast/jobcast/jobs"
+	"github.com/jobcast/jobcast/metrics"
+	"github.com/jobcast/jobcast/promexport"
 	"github.com/jobcast/jobcast/sqlite"
+	"github.com/jobcast/jobcast/telemetry"
 )
 
 // node is one running jobcast server in embedded mode.
@@ -29,6 +34,9 @@ type node struct {
 	hub       *hub.Hub
 	api       *httpapi.API
 	retention *jobs.Retention
+	events    jobcast.TelemetryStore
+	recorder  *telemetry.Recorder
+	evRetain  *telemetry.Retention
 	srv       *http.Server
 	ln        net.Listener
 	serveErr  chan error
@@ -91,16 +99,41 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		return nil, err
 	}
 	n.store = store
+	events, err := duckdb.Open(ctx, filepath.Join(cfg.DataDir, "telemetry.duckdb"), duckdb.Options{})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("telemetry store: %w", err)
+	}
+	n.events = events
+	n.recorder = telemetry.New(events, telemetry.Options{Node: cfg.NodeID, BufferSize: cfg.TelemetryBuffer, Clock: clock, Log: log})
+	n.recorder.Start()
+	exporter := promexport.New(n.recorder)
+	exporter.WatchRecorder(n.recorder)
+	n.evRetain = telemetry.NewRetention(events, clock, log, cfg.TelemetryRetention)
+	n.evRetain.Start()
+
 	catalog := jobcast.NewCatalog(cfg.Errors)
 	broker := inmem.NewBroker()
 	svc := jobs.New(store, broker, catalog, clock, log)
 	n.hub = hub.New(hub.Options{
 		Config: cfg, Store: store, Broker: broker, Tokens: tokens,
 		Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID,
+		Recorder: exporter,
 	})
+	exporter.WatchHub(n.hub)
+	svc.SetTelemetry(exporter, n.hub.ThrottledCount)
+	n.retention = jobs.NewRetention(store, clock, log, cfg.JobRetention)
+	n.retention.Start()
+	metricsLib := metrics.New(events)
+	graphql, err := gql.NewHandler(metricsLib, n.hub, gql.WithLog(log), gql.WithClock(clock))
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, fmt.Errorf("GraphQL schema: %w", err)
+	}
 	n.api = httpapi.New(httpapi.Options{
 		Config: cfg, Jobs: svc, Hub: n.hub, Tokens: tokens, APIKeys: apiKeys,
-		Clock: clock, Log: log,
+		Clock: clock, Log: log, Metrics: exporter.Handler(), Telemetry: events,
+		MetricsLib: metricsLib, GraphQL: graphql,
 		Ready: func() error {
 			_, err := store.GetJob(context.Background(), "readyz-probe")
 			if errors.Is(err, jobcast.ErrJobNotFound) {
@@ -109,13 +142,10 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 			return err
 		},
 	})
-	n.retention = jobs.NewRetention(store, clock, log, cfg.JobRetention)
-	n.retention.Start()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		n.retention.Stop()
-		store.Close()
+		n.closeStores(context.Background())
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	n.ln = ln
@@ -162,7 +192,25 @@ func (n *node) shutdown(ctx context.Context) error {
 	if err := n.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop HTTP server: %w", err))
 	}
+	errs = append(errs, n.closeStores(ctx))
+	return errors.Join(errs...)
+}
+
+// closeStores stops the background services, writes the buffered telemetry
+// (the hub has recorded every disconnect by now) and closes the stores.
+func (n *node) closeStores(ctx context.Context) error {
+	var errs []error
 	n.retention.Stop()
+	n.evRetain.Stop()
+	if err := n.recorder.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush telemetry: %w", err))
+	}
+	if st := n.recorder.Stats(); st.Dropped > 0 || st.Lost > 0 {
+		n.log.Warn("telemetry events were not stored", "dropped", st.Dropped, "lost", st.Lost)
+	}
+	if err := n.events.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close telemetry store: %w", err))
+	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))
 	}
