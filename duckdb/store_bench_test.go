@@ -100,61 +100,74 @@ func benchBatches(n int) [][]jobcast.Event {
 	return batches
 }
 
+// thresholds are the checkpoint thresholds the benchmarks compare: the
+// store's default and DuckDB's.
+var thresholds = []string{duckdb.DefaultCheckpointThreshold, "16MB"}
+
 // BenchmarkWrite measures sustained ingestion through Write, one batch of
 // 4096 realistic events per op, and the longest Write (the one that waits
 // for an automatic checkpoint), which the recorder's buffer has to absorb.
 func BenchmarkWrite(b *testing.B) {
-	s, err := duckdb.Open(context.Background(), filepath.Join(b.TempDir(), "bench.duckdb"), duckdb.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
 	batches := benchBatches(64)
 	ctx := context.Background()
-	var longest time.Duration
-	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		if err := s.Write(ctx, batches[i%len(batches)]); err != nil {
-			b.Fatal(err)
-		}
-		longest = max(longest, time.Since(start))
+	for _, th := range thresholds {
+		b.Run("checkpoint="+th, func(b *testing.B) {
+			s, err := duckdb.Open(ctx, filepath.Join(b.TempDir(), "bench.duckdb"), duckdb.Options{CheckpointThreshold: th})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var longest time.Duration
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				if err := s.Write(ctx, batches[i%len(batches)]); err != nil {
+					b.Fatal(err)
+				}
+				longest = max(longest, time.Since(start))
+			}
+			b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(longest.Milliseconds()), "max-write-ms")
+		})
 	}
-	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(longest.Milliseconds()), "max-write-ms")
 }
 
-// BenchmarkBytesPerEvent writes 1M realistic events, checkpoints, closes
-// and reports the file's size per event.
+// BenchmarkBytesPerEvent writes 1M realistic events in batches of 4096,
+// checkpoints, closes and reports the file's size per event and the
+// ingestion rate over the million.
 func BenchmarkBytesPerEvent(b *testing.B) {
 	const total = 1 << 20
 	batches := benchBatches(total / benchBatch)
 	ctx := context.Background()
-	for b.Loop() {
-		path := filepath.Join(b.TempDir(), "bytes.duckdb")
-		s, err := duckdb.Open(ctx, path, duckdb.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		for _, batch := range batches {
-			if err := s.Write(ctx, batch); err != nil {
-				b.Fatal(err)
+	for _, th := range thresholds {
+		b.Run("checkpoint="+th, func(b *testing.B) {
+			for b.Loop() {
+				path := filepath.Join(b.TempDir(), "bytes.duckdb")
+				s, err := duckdb.Open(ctx, path, duckdb.Options{CheckpointThreshold: th})
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				for _, batch := range batches {
+					if err := s.Write(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(total/time.Since(start).Seconds(), "events/s")
+				if _, err := s.Query(ctx, "CHECKPOINT"); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				var size int64
+				for _, p := range []string{path, path + ".wal"} {
+					if fi, err := os.Stat(p); err == nil {
+						size += fi.Size()
+					}
+				}
+				b.ReportMetric(float64(size)/total, "bytes/event")
 			}
-		}
-		b.ReportMetric(total/time.Since(start).Seconds(), "events/s")
-		if _, err := s.Query(ctx, "CHECKPOINT"); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-		var size int64
-		for _, p := range []string{path, path + ".wal"} {
-			if fi, err := os.Stat(p); err == nil {
-				size += fi.Size()
-			}
-		}
-		b.ReportMetric(float64(size)/total, "bytes/event")
+		})
 	}
 }
 
