@@ -340,10 +340,17 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 	if cc.NetworkType == "cellular" {
 		dropProb = 0.5
 	}
+	token := tk.Token
+	if s.float() < 0.08 {
+		// An app restored from the background with a stale token: the
+		// server refuses it (connect_failed) and the SDK asks the
+		// backend for a fresh one.
+		token = "stale." + tk.Token[:len(tk.Token)/2]
+	}
 	w, err := client.NewWatcher(client.Config{
 		URL:        s.wsURL,
 		JobID:      tk.JobID,
-		Token:      tk.Token,
+		Token:      token,
 		Context:    cc,
 		Dialer:     networkLatency(cc.NetworkType).dialer(s.opt.Speed),
 		MinBackoff: 100 * time.Millisecond,
