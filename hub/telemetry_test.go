@@ -238,3 +238,33 @@ func TestTelemetryJobFailed(t *testing.T) {
 		t.Errorf("a failed job recorded job_completed")
 	}
 }
+
+// A client authenticating by hello records connect_failed when its token is
+// refused, and when no hello comes in time.
+func TestTelemetryHelloFailures(t *testing.T) {
+	t.Parallel()
+	e, events := newTelemetryEnv(t, jobcast.Config{TokenTTL: time.Minute, HelloTimeout: 5 * time.Second})
+	tk := e.createJob(t)
+	e.clock.Advance(2 * time.Minute)
+
+	c := dial(t, e.wsURL(url.Values{"jobId": {tk.JobID}}), nil)
+	c.send(protocol.TypeHello, protocol.Hello{Token: tk.Token, NetworkType: "wifi", AppVersion: "3.2.0"})
+	c.expectError(protocol.ErrTokenExpired)
+	c.expectClose(protocol.CloseTokenExpired)
+	got := events.Wait(t, jobcast.EventConnectFailed, 1)[0]
+	if got.Reason != jobcast.ReasonTokenExpired || got.JobID != tk.JobID || got.NetworkType != "wifi" || got.AppVersion != "3.2.0" {
+		t.Errorf("hello with an expired token: %+v", got)
+	}
+
+	silent := dial(t, e.wsURL(url.Values{"jobId": {tk.JobID}}), nil)
+	e.waitTimers(t, 1)
+	e.clock.Advance(5 * time.Second)
+	silent.expectError(protocol.ErrTokenInvalid)
+	got = events.Wait(t, jobcast.EventConnectFailed, 2)[1]
+	if got.Reason != jobcast.ReasonHelloTimeout || got.JobID != tk.JobID {
+		t.Errorf("hello timeout: %+v", got)
+	}
+	if n := len(events.Named(jobcast.EventError)); n != 0 {
+		t.Errorf("refused connections recorded %d error events as well", n)
+	}
+}
