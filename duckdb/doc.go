@@ -3,8 +3,8 @@
 //
 // One wide table, events, holds every telemetry event (SPEC §4). Its columns
 // are never NULL: a field that does not apply to an event is stored as its Go
-// zero value, ” for strings and 0 for numbers, so GROUP BY, = and DISTINCT
-// need no COALESCE. The one exception to "zero as is" is sample_interval, where
+// zero value, the empty string or 0, so GROUP BY, = and DISTINCT need no
+// COALESCE and a missing app_version groups as the empty string. The one exception to "zero as is" is sample_interval, where
 // 0 is stored as 1 so that every metric can weight by it without a CASE. ts is
 // a TIMESTAMP (no time zone) holding UTC at microsecond precision.
 //
@@ -14,10 +14,11 @@
 // cut short by a crash leaves nothing behind.
 //
 // The database is opened with external access disabled (no files other than
-// the database and its WAL, no network, no extension install or load), with
-// extension autoloading off and a memory limit, and then its configuration
-// is locked, so no SQL can undo those settings. QueryUntrusted adds to that:
-// DuckDB's own parser must see exactly one SELECT, the query runs in a
+// the database, its WAL and its spill directory; no network; no extension
+// install or load), with extension autoloading off and a memory limit, and
+// then its configuration is locked, so no SQL can undo those settings.
+// QueryUntrusted adds to that: DuckDB's own parser must see exactly one
+// SELECT calling only allowed table functions, and the query runs in a
 // read-only transaction within a row and a time limit.
 //
 // DuckDB keeps one database instance per file and process: open a file with

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -363,5 +364,77 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if _, err := s.QueryUntrusted(context.Background(), "SELECT count(*) FROM events", jobcast.QueryLimits{}); err != nil {
 		t.Errorf("next query: %v", err)
+	}
+}
+
+// failingCtx is a context that is canceled from its n-th Err call on, so a
+// test can cut a Write short at each point where it looks at its context.
+// With doneEarly its Done channel is closed from the start, so that
+// duckdb-go interrupts every DuckDB call it makes before Err reports it.
+type failingCtx struct {
+	context.Context
+	mu    sync.Mutex
+	calls int
+	n     int
+	done  chan struct{}
+}
+
+func newFailingCtx(n int, doneEarly bool) *failingCtx {
+	c := &failingCtx{Context: context.Background(), n: n, done: make(chan struct{})}
+	if doneEarly {
+		close(c.done)
+		c.n = -n
+	}
+	return c
+}
+
+func (c *failingCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if c.calls == c.n {
+		close(c.done)
+	}
+	if c.calls >= c.n && c.n > 0 || c.n < 0 && c.calls >= -c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+func (c *failingCtx) Done() <-chan struct{} { return c.done }
+
+// TestWriteCanceledIsAtomic cancels a Write at every point it checks its
+// context: a Write that fails leaves nothing behind, and the next Write
+// works (a flush that was interrupted discards the Appender).
+func TestWriteCanceledIsAtomic(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "t.duckdb"))
+	closeOnCleanup(t, s)
+	batch := make([]jobcast.Event, 3000) // more than one 2048-row chunk
+	for i := range batch {
+		batch[i] = jobcast.Event{TS: time.Now(), Event: jobcast.EventHeartbeat}
+	}
+	var want int64
+	failed := 0
+	for i := 2; i < 80; i++ {
+		n, doneEarly := i/2, i%2 == 1
+		if err := s.Write(newFailingCtx(n, doneEarly), batch); err != nil {
+			failed++
+		} else {
+			want += int64(len(batch))
+		}
+		rows, err := s.Query(context.Background(), "SELECT count(*) FROM events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rows.Rows[0][0]; got != want {
+			t.Fatalf("cancel at Err call %d (Done closed early: %v): %v events, want %d", n, doneEarly, got, want)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no Write failed: the context is never looked at")
+	}
+	if err := s.Write(context.Background(), batch); err != nil {
+		t.Fatalf("Write after canceled ones: %v", err)
 	}
 }

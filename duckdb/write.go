@@ -44,13 +44,21 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 		}
 	}
 	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		// The context may have ended after BEGIN ran.
+		s.exec(context.Background(), "ROLLBACK")
 		return fmt.Errorf("write events: begin: %w", err)
 	}
 	if err := s.appendAll(ctx, events); err != nil {
 		s.abort()
 		return fmt.Errorf("write %d events: %w", len(events), err)
 	}
-	if err := s.exec(ctx, "COMMIT"); err != nil {
+	if err := ctx.Err(); err != nil {
+		s.abort()
+		return fmt.Errorf("write %d events: %w", len(events), err)
+	}
+	// Not cancelable: duckdb-go may report a canceled context for a
+	// COMMIT that took effect, and a Write that failed must leave nothing.
+	if err := s.exec(context.Background(), "COMMIT"); err != nil {
 		s.abort()
 		return fmt.Errorf("write %d events: commit: %w", len(events), err)
 	}
