@@ -60,8 +60,9 @@ func (o *Options) validate() error {
 	return nil
 }
 
-// Store is the embedded telemetry store. Write is meant for one goroutine
-// (the recorder's); the other methods are safe for concurrent use.
+// Store is the embedded telemetry store. Its methods are safe for concurrent
+// use; Writes are serialized on the one writer connection, as the recorder
+// (one goroutine) makes them anyway.
 type Store struct {
 	path      string
 	connector *duckdb.Connector
