@@ -86,10 +86,11 @@ func (duckDB) countDistinctIf(col, cond string) string {
 }
 
 // rttBin maps a value to a coarse bin such that v1 ≤ v2 implies bin(v1) ≤
-// bin(v2): 1/64 ms below 16 ms, whole milliseconds above. Multiplying by a
-// power of two and flooring is exact in floating point, so the order holds
-// for every double.
-const rttBin = "CASE WHEN v < 16 THEN floor(v * 64) / 64 ELSE floor(v) END"
+// bin(v2): sqrt is correctly rounded in IEEE 754 and so monotonic, as are
+// the scaling and the rounding cast. The bins are narrow where RTTs are
+// small (0.13 ms wide at 1 ms, 0.9 ms at 50 ms, 4 ms at 1 s), and their
+// integer keys aggregate fast.
+func rttBin(col string) string { return "CAST(sqrt(greatest(" + col + ", 0)) * 16 AS BIGINT)" }
 
 // weightedQuantile: DuckDB has no weighted quantile, and a window function
 // over millions of heartbeats sorts them all (seconds). So it goes in two
@@ -99,20 +100,15 @@ const rttBin = "CASE WHEN v < 16 THEN floor(v * 64) / 64 ELSE floor(v) END"
 // The answer is exact: it is the same smallest value whose cumulative
 // weight reaches the level.
 func (duckDB) weightedQuantile(keys, names []string, value, where string, bp int) string {
-	cols := func(prefix string) string {
-		var sb strings.Builder
-		for _, n := range names {
-			sb.WriteString(prefix + n + ", ")
-		}
-		return sb.String()
+	cols := "" // "name, " for each group column
+	for _, n := range names {
+		cols += n + ", "
 	}
-	part, group, using := "", "", ""
+	part, group, using := "", "", " ON true"
 	if len(names) > 0 {
 		part = "PARTITION BY " + strings.Join(names, ", ")
 		group = " GROUP BY " + strings.Join(names, ", ")
 		using = " USING (" + strings.Join(names, ", ") + ")"
-	} else {
-		using = " ON true"
 	}
 	level := strconv.Itoa(bp)
 	var sb strings.Builder
@@ -120,14 +116,17 @@ func (duckDB) weightedQuantile(keys, names []string, value, where string, bp int
 	for _, k := range keys {
 		sb.WriteString(k + ", ")
 	}
-	sb.WriteString(value + " AS v, CAST(" + w + " AS BIGINT) AS w FROM events WHERE " + where + "), ")
-	// b: Σw per bin; c: running Σw over bins; t: the bin holding the level.
-	sb.WriteString("b AS (SELECT " + cols("") + rttBin + " AS bin, sum(w) AS bw FROM h GROUP BY ALL), ")
-	sb.WriteString("c AS (SELECT " + cols("") + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw, sum(bw) OVER (" + part + ") AS tw FROM b), ")
-	sb.WriteString("t AS (SELECT " + cols("") + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, max(tw) AS tw FROM c WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
+	sb.WriteString(value + " AS v, " + rttBin(value) + " AS bin, CAST(" + w + " AS BIGINT) AS w FROM events WHERE " + where + "), ")
+	// b: Σw per bin; tot: Σw per group; c: running Σw over the bins; t: the
+	// bin holding the level, and the weight before it. (tot as a window
+	// over b costs twice as much: a second window sorts again.)
+	sb.WriteString("b AS (SELECT " + cols + "bin, sum(w) AS bw FROM h GROUP BY ALL), ")
+	sb.WriteString("tot AS (SELECT " + cols + "sum(bw) AS tw FROM b" + group + "), ")
+	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw FROM b), ")
+	sb.WriteString("t AS (SELECT " + cols + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, any_value(tw) AS tw FROM c JOIN tot" + using + " WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
 	// x: the samples of that bin; y: their running Σw after the bins before.
-	sb.WriteString("x AS (SELECT " + cols("") + "v, sum(w) AS w, any_value(before) AS before, any_value(tw) AS tw FROM h JOIN t" + using + " WHERE " + rttBin + " = t.bin GROUP BY ALL), ")
-	sb.WriteString("y AS (SELECT " + cols("") + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
-	sb.WriteString("SELECT " + cols("") + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
+	sb.WriteString("x AS (SELECT " + cols + "v, sum(w) AS w, any_value(before) AS before, any_value(tw) AS tw FROM h JOIN t USING (" + cols + "bin) GROUP BY ALL), ")
+	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
+	sb.WriteString("SELECT " + cols + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
 	return sb.String()
 }

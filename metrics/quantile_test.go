@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -16,7 +17,7 @@ import (
 
 // TestWeightedQuantilesRandom checks the RTT percentiles against a direct
 // computation in Go on 5,000 random heartbeats built to stress the binned
-// SQL: sub-millisecond values, values on and around the 16 ms bin change,
+// SQL: sub-millisecond values, values on and around the edges of its bins,
 // many distinct values inside one millisecond, repeated values, and weights
 // 1, 3 and 10, over three network types and two hour buckets.
 func TestWeightedQuantilesRandom(t *testing.T) {
@@ -42,7 +43,10 @@ func TestWeightedQuantilesRandom(t *testing.T) {
 		case 0:
 			v = float64(r.IntN(1000)) / 1000 // sub-millisecond
 		case 1:
-			v = []float64{15.984375, 15.999, 16, 16.001, 16.5}[r.IntN(5)] // around the bin change
+			// On and next to an edge between two of the SQL's bins,
+			// ((b+0.5)/16)² (a rounding cast of 16·sqrt(v)).
+			edge := math.Pow((float64(r.IntN(300))+0.5)/16, 2)
+			v = []float64{edge, math.Nextafter(edge, 0), math.Nextafter(edge, math.Inf(1))}[r.IntN(3)]
 		case 2:
 			v = 100 + float64(r.IntN(1000))/1000 // many values inside one ms
 		case 3:
