@@ -87,7 +87,6 @@ type conn struct {
 	closeReason     string
 	started         bool  // ready was sent: the connection counts as connected
 	progressSent    int64 // job_progress frames queued
-	heartbeatSeen   int64 // pongs answered, for heartbeat sampling
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
