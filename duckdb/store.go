@@ -73,6 +73,7 @@ type Store struct {
 	app    *duckdb.Appender
 	perm   []int          // perm[i] is the index in columns of the table's column i
 	row    []driver.Value // reused by Write
+	prev   []string       // the strings boxed in row, for its VARCHAR columns
 	closed bool
 }
 
@@ -81,47 +82,50 @@ type Store struct {
 type column struct {
 	name, typ, zero string
 	get             func(e *jobcast.Event) driver.Value
+	// str reads a VARCHAR column without boxing it, so that Write can reuse
+	// the boxed value of the previous row when it is the same.
+	str func(e *jobcast.Event) string
 }
 
 // columns of events, in the order a new table gets them. Adding one here
 // adds it to existing tables on Open (at their end, with its zero value).
 var columns = []column{
-	{"ts", "TIMESTAMP", "'epoch'::TIMESTAMP", func(e *jobcast.Event) driver.Value { return e.TS }},
-	{"event", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Event }},
-	{"node", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Node }},
-	{"job_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.JobID }},
-	{"pipeline", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Pipeline }},
-	{"conn_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ConnID }},
-	{"app_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.AppVersion }},
-	{"os_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.OSVersion }},
-	{"network_type", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.NetworkType }},
-	{"device_model", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.DeviceModel }},
-	{"error_code", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ErrorCode }},
-	{"provider", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Provider }},
-	{"retryable", "BOOLEAN", "false", func(e *jobcast.Event) driver.Value { return e.Retryable }},
-	{"reason", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Reason }},
-	{"close_code", "INTEGER", "0", func(e *jobcast.Event) driver.Value { return int32(e.CloseCode) }},
-	{"rtt_ms", "DOUBLE", "0", func(e *jobcast.Event) driver.Value { return e.RTTMs }},
-	{"duration_ms", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.DurationMs }},
-	{"messages_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesSent }},
-	{"bytes_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.BytesSent }},
-	{"messages_received", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesReceived }},
-	{"progress_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ProgressSent }},
-	{"reconnect_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ReconnectCount }},
-	{"success_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.SuccessCount }},
-	{"failure_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.FailureCount }},
-	{"total_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.TotalCount }},
-	{"throttled_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ThrottledCount }},
-	{"experiment_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ExperimentID }},
-	{"variant", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Variant }},
-	{"param", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Param }},
-	{"value", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Value }},
+	{"ts", "TIMESTAMP", "'epoch'::TIMESTAMP", func(e *jobcast.Event) driver.Value { return e.TS }, nil},
+	{"event", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Event }, func(e *jobcast.Event) string { return e.Event }},
+	{"node", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Node }, func(e *jobcast.Event) string { return e.Node }},
+	{"job_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.JobID }, func(e *jobcast.Event) string { return e.JobID }},
+	{"pipeline", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Pipeline }, func(e *jobcast.Event) string { return e.Pipeline }},
+	{"conn_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ConnID }, func(e *jobcast.Event) string { return e.ConnID }},
+	{"app_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.AppVersion }, func(e *jobcast.Event) string { return e.AppVersion }},
+	{"os_version", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.OSVersion }, func(e *jobcast.Event) string { return e.OSVersion }},
+	{"network_type", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.NetworkType }, func(e *jobcast.Event) string { return e.NetworkType }},
+	{"device_model", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.DeviceModel }, func(e *jobcast.Event) string { return e.DeviceModel }},
+	{"error_code", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ErrorCode }, func(e *jobcast.Event) string { return e.ErrorCode }},
+	{"provider", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Provider }, func(e *jobcast.Event) string { return e.Provider }},
+	{"retryable", "BOOLEAN", "false", func(e *jobcast.Event) driver.Value { return e.Retryable }, nil},
+	{"reason", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Reason }, func(e *jobcast.Event) string { return e.Reason }},
+	{"close_code", "INTEGER", "0", func(e *jobcast.Event) driver.Value { return int32(e.CloseCode) }, nil},
+	{"rtt_ms", "DOUBLE", "0", func(e *jobcast.Event) driver.Value { return e.RTTMs }, nil},
+	{"duration_ms", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.DurationMs }, nil},
+	{"messages_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesSent }, nil},
+	{"bytes_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.BytesSent }, nil},
+	{"messages_received", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.MessagesReceived }, nil},
+	{"progress_sent", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ProgressSent }, nil},
+	{"reconnect_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ReconnectCount }, nil},
+	{"success_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.SuccessCount }, nil},
+	{"failure_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.FailureCount }, nil},
+	{"total_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.TotalCount }, nil},
+	{"throttled_count", "BIGINT", "0", func(e *jobcast.Event) driver.Value { return e.ThrottledCount }, nil},
+	{"experiment_id", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.ExperimentID }, func(e *jobcast.Event) string { return e.ExperimentID }},
+	{"variant", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Variant }, func(e *jobcast.Event) string { return e.Variant }},
+	{"param", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Param }, func(e *jobcast.Event) string { return e.Param }},
+	{"value", "VARCHAR", "''", func(e *jobcast.Event) driver.Value { return e.Value }, func(e *jobcast.Event) string { return e.Value }},
 	{"sample_interval", "INTEGER", "1", func(e *jobcast.Event) driver.Value {
 		if e.SampleInterval <= 0 {
 			return int32(1)
 		}
 		return int32(min(e.SampleInterval, 1<<31-1))
-	}},
+	}, nil},
 }
 
 // sandbox are the settings every Store's database is opened with, and the
@@ -190,7 +194,8 @@ func (s *Store) init(ctx context.Context) error {
 		wconn.Close()
 		return err
 	}
-	s.row = make([]driver.Value, len(columns))
+	s.row = make([]driver.Value, len(s.perm))
+	s.prev = make([]string, len(s.perm))
 	return nil
 }
 

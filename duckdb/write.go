@@ -66,17 +66,29 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 }
 
 func (s *Store) appendAll(ctx context.Context, events []jobcast.Event) error {
-	row := s.row
+	row, prev := s.row, s.prev
+	// Drop references to the batch's strings when done.
+	defer clear(prev)
+	defer clear(row)
 	for i := range events {
 		e := &events[i]
 		for j, c := range s.perm {
-			row[j] = columns[c].get(e)
+			col := &columns[c]
+			if col.str == nil {
+				row[j] = col.get(e)
+				continue
+			}
+			// Boxing a non-empty string allocates: reuse the previous
+			// row's box when the value is the same (node, pipeline,
+			// versions, ... repeat from row to row).
+			if v := col.str(e); row[j] == nil || v != prev[j] {
+				row[j], prev[j] = v, v
+			}
 		}
 		if err := s.app.AppendRow(row...); err != nil {
 			return err
 		}
 	}
-	clear(row) // drop references to the batch's strings
 	return s.app.FlushWithCancel(ctx)
 }
 
