@@ -218,7 +218,7 @@ func statement(d dialect, m *metric, q *Query) (string, []any) {
 	if m.kind == kindQuantile {
 		return d.weightedQuantile(exprs, names, m.value, where, m.quantile), b.args
 	}
-	// The outer SELECT: plain, or over per-job rows.
+	// The outer SELECT: over events, or over per-job rows.
 	var sb strings.Builder
 	sb.WriteString("SELECT ")
 	from := " FROM events WHERE " + where
