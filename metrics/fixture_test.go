@@ -11,7 +11,7 @@ import (
 	"github.com/jobcast/jobcast/metrics"
 )
 
-// The fixture: 44 hand-written events over one hour, [t0, t0+1h), plus four
+// The fixture: 40 hand-written events over one hour, [t0, t0+1h), plus four
 // just outside it. The metric tests check numbers computed by hand from this
 // list, so change it only together with them.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -510,6 +511,10 @@ func checkBadRequest(t *testing.T, err error, want string) {
 
 func TestDefinitions(t *testing.T) {
 	t.Parallel()
+	doc, err := os.ReadFile("../docs/telemetry.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, d := range metrics.Definitions() {
 		if d.Name == "" || d.Unit == "" || d.Description == "" || d.Formula == "" {
@@ -517,6 +522,9 @@ func TestDefinitions(t *testing.T) {
 		}
 		if seen[d.Name] {
 			t.Errorf("metric %s defined twice", d.Name)
+		}
+		if !strings.Contains(string(doc), "| `"+d.Name+"`") && !strings.Contains(string(doc), ", `"+d.Name+"`") {
+			t.Errorf("docs/telemetry.md has no row for metric %s", d.Name)
 		}
 		seen[d.Name] = true
 	}
