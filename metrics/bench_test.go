@@ -34,11 +34,11 @@ var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // network type in 1-day buckets (the dashboard's 30d trend chart); the last
 // 24 hours by network type in 1-hour buckets.
 //
-// The events are generated once (about a minute) into a DuckDB file in
+// The events are generated once (about 90 s) into a DuckDB file in
 // os.TempDir() named by benchVersion and reused by later runs.
 func BenchmarkMetrics(b *testing.B) {
 	if os.Getenv("JOBCAST_BENCH_METRICS") != "1" {
-		b.Skip("set JOBCAST_BENCH_METRICS=1 to run: it generates 10 million events (about a minute, about 400 MB in " + os.TempDir() + ", kept for later runs)")
+		b.Skip("set JOBCAST_BENCH_METRICS=1 to run: the first run generates 10 million events (about 90 s, 320 MB in " + os.TempDir() + ", kept for later runs)")
 	}
 	ctx := context.Background()
 	path, err := benchDB(ctx, b)

@@ -35,12 +35,12 @@ const (
 // Units of the metrics, in Result.Unit and Definition.Unit. A ratio is a
 // fraction between 0 and 1, not a percentage.
 const (
-	UnitRatio              = "ratio"
-	UnitCount              = "count"
-	UnitMs                 = "ms"
-	UnitMessagesPerSecond  = "messages/s"
-	UnitBytesPerMessage    = "bytes/message"
-	UnitReconnectsPerSessn = "reconnects/session"
+	UnitRatio                = "ratio"
+	UnitCount                = "count"
+	UnitMs                   = "ms"
+	UnitMessagesPerSecond    = "messages/s"
+	UnitBytesPerMessage      = "bytes/message"
+	UnitReconnectsPerSession = "reconnects/session"
 )
 
 // Dimensions a Query may filter and group by: the client context and the
@@ -171,7 +171,7 @@ var catalog = []metric{
 		den:    sumW,
 	},
 	{
-		Definition: Definition{ReconnectsPerSession, UnitReconnectsPerSessn,
+		Definition: Definition{ReconnectsPerSession, UnitReconnectsPerSession,
 			"Reconnections per session (job) that had a connection in the window.",
 			"Σw[reconnected] / distinct[connected, reconnected]"},
 		kind:   kindRatio,
