@@ -167,7 +167,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		} else {
 			c.h.opt.Log.Error("join job", "job", c.jobID, "err", err)
 		}
-		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err))
+		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err), failReason(err))
 		return false
 	}
 	job, err := c.h.opt.Store.GetJob(ctx, c.jobID)
@@ -188,10 +188,10 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 	}
 	if err != nil {
 		if errors.Is(err, jobcast.ErrJobNotFound) {
-			c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "")
+			c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "", jobcast.ReasonJobNotFound)
 		} else {
 			c.h.opt.Log.Error("load job for client", "job", c.jobID, "err", err)
-			c.fail(protocol.CloseInternalError, protocol.ErrInternal, "")
+			c.fail(protocol.CloseInternalError, protocol.ErrInternal, "", jobcast.ReasonInternal)
 		}
 		return false
 	}
@@ -250,24 +250,19 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 	return !c.closing
 }
 
-// fail sends an error frame and closes with code.
-func (c *conn) fail(closeCode int, errCode, reason string) {
+// fail sends an error frame (errCode, with detail as its reason) and closes
+// with closeCode. A connection that never got ready records connect_failed
+// with why.
+func (c *conn) fail(closeCode int, errCode, detail, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
 	if !c.started {
-		why := failReason(jobcast.Errorf(errCode, "%s", reason))
-		if reason == "token revoked" {
-			why = jobcast.ReasonTokenRevoked
-		}
-		e := c.eventLocked(jobcast.EventConnectFailed)
-		e.ErrorCode, e.Reason = errCode, why
-		e.Retryable = errCode != protocol.ErrJobNotFound && errCode != protocol.ErrTokenInvalid
-		c.h.opt.Recorder.Record(e)
+		c.h.connectFailed(c.eventLocked(""), errCode, why)
 	}
-	c.enqueueLocked(c.errorFrame(errCode, reason))
+	c.enqueueLocked(c.errorFrame(errCode, detail))
 	c.closeLocked(closeCode, errCode)
 }
 
@@ -610,9 +605,7 @@ func (c *conn) awaitHello(lastSeq *int64) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.awaitingHello && !c.closing {
-			e := c.eventLocked(jobcast.EventConnectFailed)
-			e.ErrorCode, e.Reason = protocol.ErrTokenInvalid, jobcast.ReasonHelloTimeout
-			c.h.opt.Recorder.Record(e)
+			c.h.connectFailed(c.eventLocked(""), protocol.ErrTokenInvalid, jobcast.ReasonHelloTimeout)
 			c.enqueueLocked(c.errorFrame(protocol.ErrTokenInvalid, "no hello with a token in time"))
 			c.closeLocked(protocol.CloseTokenInvalid, "no token")
 		}
@@ -660,20 +653,20 @@ func (c *conn) onHello(hello *protocol.Hello) {
 		if errors.Is(err, auth.ErrTokenExpired) {
 			code = protocol.CloseTokenExpired
 		}
-		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err))
+		c.fail(code, jobcast.ErrorCode(err), jobcast.ErrorMessage(err), failReason(err))
 		return
 	}
 	job, err := c.h.opt.Store.GetJob(context.Background(), claims.JobID)
 	switch {
 	case errors.Is(err, jobcast.ErrJobNotFound):
-		c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "")
+		c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "", jobcast.ReasonJobNotFound)
 		return
 	case err != nil:
 		c.h.opt.Log.Error("load job for hello", "job", claims.JobID, "err", err)
-		c.fail(protocol.CloseInternalError, protocol.ErrInternal, "")
+		c.fail(protocol.CloseInternalError, protocol.ErrInternal, "", jobcast.ReasonInternal)
 		return
 	case auth.Revoked(claims, job):
-		c.fail(protocol.CloseTokenInvalid, protocol.ErrTokenInvalid, "token revoked")
+		c.fail(protocol.CloseTokenInvalid, protocol.ErrTokenInvalid, "token revoked", jobcast.ReasonTokenRevoked)
 		return
 	}
 	c.claims = claims

@@ -332,9 +332,8 @@ func failReason(err error) string {
 }
 
 func (h *Hub) recordConnectFailed(jobID, pipeline string, cc ClientContext, code, reason string) {
-	h.opt.Recorder.Record(jobcast.Event{
+	h.connectFailed(jobcast.Event{
 		TS:             h.opt.Clock.Now(),
-		Event:          jobcast.EventConnectFailed,
 		Node:           h.opt.NodeID,
 		JobID:          jobID,
 		Pipeline:       pipeline,
@@ -342,11 +341,17 @@ func (h *Hub) recordConnectFailed(jobID, pipeline string, cc ClientContext, code
 		OSVersion:      cc.OSVersion,
 		NetworkType:    cc.NetworkType,
 		DeviceModel:    cc.DeviceModel,
-		ErrorCode:      code,
-		Retryable:      code != protocol.ErrJobNotFound && code != protocol.ErrTokenInvalid && code != protocol.ErrBadRequest,
-		Reason:         reason,
 		ReconnectCount: int64(cc.ReconnectAttempt),
-	})
+	}, code, reason)
+}
+
+// connectFailed records a refused connection attempt described by e.
+// Whether retrying can help is the catalog's answer, the one the client is
+// given; codes outside the catalog (a malformed request) are not retryable.
+func (h *Hub) connectFailed(e jobcast.Event, code, reason string) {
+	entry, _ := h.opt.Catalog.Lookup(code)
+	e.Event, e.ErrorCode, e.Reason, e.Retryable = jobcast.EventConnectFailed, code, reason, entry.Retryable
+	h.opt.Recorder.Record(e)
 }
 
 func (h *Hub) track(c *conn) bool {
