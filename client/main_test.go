@@ -2,12 +2,9 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -52,61 +49,27 @@ func newEnv(t *testing.T, cfg jobcast.Config) *env {
 
 func (e *env) createJob(t *testing.T) *client.Ticket {
 	t.Helper()
-	tk, err := e.srv.Producer.CreateJob(ctxT(t), client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 100})
-	if err != nil {
-		t.Fatalf("create job: %v", err)
-	}
-	return tk
+	return e.srv.CreateJob(t)
 }
 
 func (e *env) send(t *testing.T, jobID string, evs ...protocol.ProducerEvent) {
 	t.Helper()
-	if _, err := e.srv.Producer.SendEvents(ctxT(t), jobID, evs); err != nil {
-		t.Fatalf("send events: %v", err)
-	}
+	e.srv.Send(t, jobID, evs...)
 }
 
 // connections lists live connections of job via the admin API.
 func (e *env) connections(t *testing.T, jobID string) []hub.ConnInfo {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, e.srv.URL+"/v1/connections?jobId="+url.QueryEscape(jobID), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+jobcasttest.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Connections []hub.ConnInfo `json:"connections"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /v1/connections: %d %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Connections
+	return e.srv.Connections(t, jobID)
 }
 
-func started() protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventStarted, map[string]any{"totalCount": 100})
-}
+func started() protocol.ProducerEvent { return jobcasttest.Started() }
 
-func progress(n int) protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventProgress, map[string]any{"processedCount": n})
-}
+func progress(n int) protocol.ProducerEvent { return jobcasttest.Progress(n) }
 
-func errorEv(code string) protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventError, map[string]any{"code": code})
-}
+func errorEv(code string) protocol.ProducerEvent { return jobcasttest.ErrorEvent(code) }
 
-func completed() protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventCompleted, map[string]any{"successCount": 100})
-}
+func completed() protocol.ProducerEvent { return jobcasttest.Completed() }
 
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -58,40 +58,24 @@ func ctxT(t *testing.T) context.Context {
 // createJob creates a job and returns its ticket.
 func (e *env) createJob(t *testing.T) *client.Ticket {
 	t.Helper()
-	tk, err := e.srv.Producer.CreateJob(ctxT(t), client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 100})
-	if err != nil {
-		t.Fatalf("create job: %v", err)
-	}
-	return tk
+	return e.srv.CreateJob(t)
 }
 
 // send posts events as one batch.
 func (e *env) send(t *testing.T, jobID string, evs ...protocol.ProducerEvent) {
 	t.Helper()
-	if _, err := e.srv.Producer.SendEvents(ctxT(t), jobID, evs); err != nil {
-		t.Fatalf("send events: %v", err)
-	}
+	e.srv.Send(t, jobID, evs...)
 }
 
-func started() protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventStarted, map[string]any{"totalCount": 100})
-}
+func started() protocol.ProducerEvent { return jobcasttest.Started() }
 
-func progress(n int) protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventProgress, map[string]any{"processedCount": n})
-}
+func progress(n int) protocol.ProducerEvent { return jobcasttest.Progress(n) }
 
-func errorEv(code string) protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventError, map[string]any{"code": code})
-}
+func errorEv(code string) protocol.ProducerEvent { return jobcasttest.ErrorEvent(code) }
 
-func completed() protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventCompleted, map[string]any{"successCount": 100})
-}
+func completed() protocol.ProducerEvent { return jobcasttest.Completed() }
 
-func failed(code string) protocol.ProducerEvent {
-	return client.NewEvent(protocol.EventFailed, map[string]any{"code": code})
-}
+func failed(code string) protocol.ProducerEvent { return jobcasttest.Failed(code) }
 
 // wsURL is the progress endpoint with query parameters.
 func (e *env) wsURL(q url.Values) string {
@@ -105,31 +89,7 @@ func (e *env) wsURL(q url.Values) string {
 // API.
 func (e *env) connections(t *testing.T, jobID string) []hub.ConnInfo {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, e.srv.URL+"/v1/connections?jobId="+url.QueryEscape(jobID), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+jobcasttest.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET /v1/connections: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /v1/connections: %d %s", resp.StatusCode, b)
-	}
-	var body struct {
-		Connections []hub.ConnInfo `json:"connections"`
-		Count       int            `json:"count"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("decode connections: %v", err)
-	}
-	if body.Count != len(body.Connections) {
-		t.Fatalf("count %d but %d connections", body.Count, len(body.Connections))
-	}
-	return body.Connections
+	return e.srv.Connections(t, jobID)
 }
 
 // connection returns the only live connection of job.
