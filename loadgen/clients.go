@@ -116,7 +116,7 @@ type clients struct {
 	hist   Histogram
 
 	attempted, established, failed, connects, churned atomic.Int64
-	messages, progress, resumes, gaps                atomic.Int64
+	messages, progress, resumes, gaps                 atomic.Int64
 
 	errMu  sync.Mutex
 	errors map[string]int64

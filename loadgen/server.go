@@ -31,11 +31,11 @@ type serverSample struct {
 	// fromProc is set when CPU and RSS came from /proc.
 	fromProc bool
 	// From /metrics (admin token).
-	FramesSent    int64
-	HasFrames     bool
-	Conns         int64
-	HasConns      bool
-	Runtime       *runtimeStats // from /v1/debug/runtime (admin token)
+	FramesSent int64
+	HasFrames  bool
+	Conns      int64
+	HasConns   bool
+	Runtime    *runtimeStats // from /v1/debug/runtime (admin token)
 }
 
 // runtimeStats is the part of GET /v1/debug/runtime the report uses.
