@@ -24,6 +24,7 @@ Usage:
   jobcast demo [flags]         run a node with simulated producers and mobile clients
   jobcast keys rotate          add a new token signing key to the data dir's key ring
   jobcast query <sub> [flags]  query a running server's telemetry: sql, metric, metrics
+  jobcast loadgen [flags]      drive a local server with simulated clients and report the cost
   jobcast version              print the version
 
 Run 'jobcast <command> -h' for a command's flags.
@@ -55,6 +56,8 @@ func Main(ctx context.Context, args []string, env envLookup, stdout, stderr io.W
 		err = runKeys(args[1:], env, stdout)
 	case "query":
 		err = runQuery(ctx, args[1:], env, stdout, stderr)
+	case "loadgen":
+		err = runLoadgen(ctx, args[1:], env, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "jobcast", version)
 	case "help", "-h", "--help":
