@@ -136,8 +136,8 @@ type Config struct {
 	// notification (default 4h); routes may override it.
 	RepeatInterval Duration `yaml:"repeatInterval" json:"repeatInterval,omitempty"`
 	// HistoryRetention keeps the notification history this long (30d).
-	HistoryRetention Duration `yaml:"historyRetention" json:"historyRetention,omitempty"`
-	Rules            []Rule   `yaml:"rules" json:"rules"`
+	HistoryRetention Duration   `yaml:"historyRetention" json:"historyRetention,omitempty"`
+	Rules            []Rule     `yaml:"rules" json:"rules"`
 	Receivers        []Receiver `yaml:"receivers" json:"-"`
 	// Routes send alerts to receivers by labels (severity is a label).
 	// None: every receiver gets every alert, except PagerDuty, which gets
@@ -194,10 +194,10 @@ type Receiver struct {
 	// (default https://events.pagerduty.com/v2/enqueue); the webhook's URL;
 	// Alertmanager's base URL; smtp://user:pass@host:port (smtps:// for
 	// implicit TLS) for email.
-	URL        string            `yaml:"url"`
-	RoutingKey string            `yaml:"routingKey"`
-	To         []string          `yaml:"to"`
-	From       string            `yaml:"from"`
+	URL        string   `yaml:"url"`
+	RoutingKey string   `yaml:"routingKey"`
+	To         []string `yaml:"to"`
+	From       string   `yaml:"from"`
 	// StartTLS is "" (use it when the server offers it), "require" or
 	// "off" (email only).
 	StartTLS string `yaml:"startTLS"`

@@ -240,4 +240,3 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 	}
 	httputil.WriteJSON(w, http.StatusOK, map[string]any{"receiver": name, "outcome": jobcast.NotifySent})
 }
-

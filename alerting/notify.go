@@ -410,7 +410,7 @@ func (s *Service) Test(ctx context.Context, name string) error {
 		Alerts: []AlertView{{
 			Fingerprint: fingerprint(labels), Status: jobcast.AlertFiring, Rule: "jobcast_test", Labels: labels,
 			Annotations: map[string]string{"summary": "Test notification from jobcast: this receiver works."},
-			Op: ">", Window: Duration(time.Hour), StartsAt: now,
+			Op:          ">", Window: Duration(time.Hour), StartsAt: now,
 			DashboardURL: dashboardLink(cc.cfg.DashboardURL, time.Hour, nil),
 		}},
 	}

@@ -383,7 +383,9 @@ func emailBody(n *Notification) string {
 // emailMessage is the RFC 5322 message.
 func emailMessage(rc Receiver, n *Notification) []byte {
 	var b bytes.Buffer
-	h := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, strings.NewReplacer("\r", "", "\n", "").Replace(v)) }
+	h := func(k, v string) {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, strings.NewReplacer("\r", "", "\n", "").Replace(v))
+	}
 	h("From", rc.From)
 	h("To", strings.Join(rc.To, ", "))
 	h("Subject", emailSubject(n))
