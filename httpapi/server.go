@@ -86,6 +86,7 @@ func New(opt Options) *API {
 		a.mux.HandleFunc("POST /graphql", a.admin(opt.GraphQL.ServeHTTP))
 	}
 	a.mux.HandleFunc("GET /v1/debug/runtime", a.admin(a.runtimeStats))
+	a.routePprof()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, http.StatusNotFound, jobcast.Errorf("E_NOT_FOUND", "no route for %s %s", r.Method, r.URL.Path))
 	})
