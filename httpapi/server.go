@@ -42,6 +42,10 @@ type Options struct {
 	MetricsLib *metrics.Library
 	// GraphQL serves POST /graphql (admin token); nil leaves it out.
 	GraphQL http.Handler
+	// Dashboard serves /dashboard and everything under it; it does its own
+	// admin auth (a login page and session cookie, or the admin token as a
+	// Bearer header). nil leaves it out.
+	Dashboard http.Handler
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -84,6 +88,10 @@ func New(opt Options) *API {
 	}
 	if opt.GraphQL != nil {
 		a.mux.HandleFunc("POST /graphql", a.admin(opt.GraphQL.ServeHTTP))
+	}
+	if opt.Dashboard != nil {
+		a.mux.Handle("/dashboard", opt.Dashboard)
+		a.mux.Handle("/dashboard/", opt.Dashboard)
 	}
 	a.mux.HandleFunc("GET /v1/debug/runtime", a.admin(a.runtimeStats))
 	a.routePprof()

@@ -82,6 +82,7 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
   server       %s   (data dir %s)
   API key      %s   (valid while the demo runs)
   admin token  %s
+  dashboard    %s/dashboard   (log in with the admin token)
 
   Pipelines csv_import, batch_enrichment and ai_scan run %d jobs each; their
   clients use mixed app/OS versions, wifi and cellular, and some lose their
@@ -93,7 +94,7 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
     websocat '%s/ws/progress?jobId=<jobId>&token=<token from POST /v1/jobs/<jobId>/token>'
 
 Press Ctrl-C to stop.
-`, base, cfg.DataDir, key, admin, *perPipeline, admin, base, key, base, "ws"+base[len("http"):])
+`, base, cfg.DataDir, key, admin, base, *perPipeline, admin, base, key, base, "ws"+base[len("http"):])
 
 	dctx := ctx
 	if *duration > 0 {

@@ -14,11 +14,13 @@ import (
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/auth"
+	"github.com/jobcast/jobcast/dashboard"
 	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/httpapi"
 	"github.com/jobcast/jobcast/hub"
 	"github.com/jobcast/jobcast/inmem"
+	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/metrics"
 	"github.com/jobcast/jobcast/promexport"
@@ -130,10 +132,21 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("GraphQL schema: %w", err)
 	}
+	// Config.Validate has checked the proxy entries.
+	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
+	dash, err := dashboard.New(dashboard.Options{
+		Metrics: metricsLib, Events: events, Jobs: svc, Live: n.hub,
+		AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL, Scheme: trust.Scheme,
+		Clock: clock, Log: log,
+	})
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, err
+	}
 	n.api = httpapi.New(httpapi.Options{
 		Config: cfg, Jobs: svc, Hub: n.hub, Tokens: tokens, APIKeys: apiKeys,
 		Clock: clock, Log: log, Metrics: exporter.Handler(), Telemetry: events,
-		MetricsLib: metricsLib, GraphQL: graphql,
+		MetricsLib: metricsLib, GraphQL: graphql, Dashboard: dash,
 		Ready: func() error {
 			_, err := store.GetJob(context.Background(), "readyz-probe")
 			if errors.Is(err, jobcast.ErrJobNotFound) {
@@ -156,6 +169,8 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// Shutdown waits for handlers; the dashboard's live streams end here.
+	n.srv.RegisterOnShutdown(dash.Close)
 	go func() { n.serveErr <- n.srv.Serve(ln) }()
 	n.cfg = cfg
 	return n, nil
