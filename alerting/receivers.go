@@ -31,9 +31,6 @@ type notifier interface {
 
 func newNotifier(s *Service, rc Receiver) notifier {
 	client := s.opt.HTTPClient
-	if client == nil {
-		client = &http.Client{Transport: http.DefaultTransport}
-	}
 	switch rc.Type {
 	case TypeSlack:
 		return &slackNotifier{rc: rc, client: client}

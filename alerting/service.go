@@ -104,6 +104,11 @@ func New(ctx context.Context, opt Options) (*Service, error) {
 	if opt.Store == nil {
 		return nil, errors.New("alerting: a Store is required")
 	}
+	if opt.HTTPClient == nil {
+		// A transport of its own, so that Stop can close its idle
+		// connections.
+		opt.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
 	s := &Service{
 		opt: opt, clock: opt.Clock, log: opt.Log, store: opt.Store,
 		alerts: map[string]*jobcast.AlertInstance{}, health: map[string]RuleHealth{},
@@ -228,6 +233,7 @@ func (s *Service) Stop() {
 		w.close()
 	}
 	s.workersDone.Wait()
+	s.opt.HTTPClient.CloseIdleConnections()
 }
 
 // maybeReload reads the file again when it changed.
