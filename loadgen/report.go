@@ -70,7 +70,7 @@ type ServerReport struct {
 	Source string `json:"source"`
 	PID    int    `json:"pid,omitempty"`
 
-	BaselineRSSBytes int64   `json:"baselineRssBytes"`
+	BaselineRSSBytes int64   `json:"baselineRssBytes"`  // jobs created, no connections yet
 	ConnectedRSS     int64   `json:"connectedRssBytes"` // after the connection phase
 	RSSPerConnBytes  float64 `json:"rssPerConnBytes"`   // (connected − baseline) / established
 	// CPU over the measured window.
@@ -80,7 +80,7 @@ type ServerReport struct {
 	CPUPer1000FramesMs float64 `json:"cpuPer1000FramesMs"` // per frame sent (or delivered, without /metrics)
 	CPUPerEventUs      float64 `json:"cpuPerEventUs"`      // per producer event published
 	CPUPerNewConnUs    float64 `json:"cpuPerNewConnUs"`    // churn: per connection opened in the window
-	SetupCPUPerConnUs  float64 `json:"setupCpuPerConnUs"`  // connection phase, job creation included
+	SetupCPUPerConnUs  float64 `json:"setupCpuPerConnUs"`  // connection phase: handshake, auth, ready
 	// From /v1/debug/runtime (admin token), after a GC, baseline → connected.
 	HeapPerConnBytes  float64 `json:"heapPerConnBytes"`
 	StackPerConnBytes float64 `json:"stackPerConnBytes"`

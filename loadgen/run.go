@@ -79,15 +79,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		seed = rand.Uint64()
 	}
 
-	s0, err := smp.sample(ctx, true)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: baseline: %w", err)
-	}
 	nJobs := (cfg.Conns + cfg.WatchersPerJob - 1) / cfg.WatchersPerJob
 	fmt.Fprintf(cfg.Out, "loadgen: creating %d jobs\n", nJobs)
 	jobs, err := createJobs(ctx, prod, nJobs, 4*cfg.Producers, seed)
 	if err != nil {
 		return nil, err
+	}
+	// The baseline is the server with its jobs and no connections, so that
+	// what the connection phase adds is the connections' cost alone.
+	s0, err := smp.sample(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: baseline: %w", err)
 	}
 
 	// Tickets in job order, cut into one contiguous share per process, so

@@ -58,7 +58,33 @@ type sampler struct {
 // sample reads every figure it can; gc asks the server for a full GC first,
 // so that heap figures count live objects only.
 func (s *sampler) sample(ctx context.Context, gc bool) (serverSample, error) {
-	out := serverSample{At: time.Now()}
+	out := serverSample{}
+	// The runtime figures come first: the GC they may ask for is then
+	// before the CPU reading, not counted in the next window.
+	if s.adminToken != "" {
+		var rt runtimeStats
+		q := ""
+		if gc {
+			q = "?gc=1"
+		}
+		if err := s.getJSON(ctx, "/v1/debug/runtime"+q, &rt); err == nil {
+			out.Runtime = &rt
+		}
+		// A server without /metrics (a test server) still has the rest.
+		if m, err := s.metrics(ctx); err == nil {
+			if v, ok := m["jobcast_frames_sent_total"]; ok {
+				out.FramesSent, out.HasFrames = int64(v), true
+			}
+			if v, ok := m["jobcast_connections"]; ok {
+				out.Conns, out.HasConns = int64(v), true
+			}
+			cpu, okC := m["process_cpu_seconds_total"]
+			rss, okR := m["process_resident_memory_bytes"]
+			if okC && okR {
+				out.CPU, out.RSS, out.HasCPU = time.Duration(cpu*float64(time.Second)), int64(rss), true
+			}
+		}
+	}
 	if s.pid > 0 {
 		cpu, rss, err := procStat(s.pid)
 		if err != nil {
@@ -66,35 +92,7 @@ func (s *sampler) sample(ctx context.Context, gc bool) (serverSample, error) {
 		}
 		out.CPU, out.RSS, out.HasCPU, out.fromProc = cpu, rss, true, true
 	}
-	if s.adminToken == "" {
-		return out, nil
-	}
-	// A server without /metrics (a test server) still has the rest.
-	m, err := s.metrics(ctx)
-	if err != nil {
-		m = nil
-	}
-	if v, ok := m["jobcast_frames_sent_total"]; ok {
-		out.FramesSent, out.HasFrames = int64(v), true
-	}
-	if v, ok := m["jobcast_connections"]; ok {
-		out.Conns, out.HasConns = int64(v), true
-	}
-	if !out.HasCPU {
-		cpu, okC := m["process_cpu_seconds_total"]
-		rss, okR := m["process_resident_memory_bytes"]
-		if okC && okR {
-			out.CPU, out.RSS, out.HasCPU = time.Duration(cpu*float64(time.Second)), int64(rss), true
-		}
-	}
-	var rt runtimeStats
-	q := ""
-	if gc {
-		q = "?gc=1"
-	}
-	if err := s.getJSON(ctx, "/v1/debug/runtime"+q, &rt); err == nil {
-		out.Runtime = &rt
-	}
+	out.At = time.Now()
 	return out, nil
 }
 
