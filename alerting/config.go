@@ -281,6 +281,13 @@ func (c Config) Merge(over Config) Config {
 	if over.DashboardURL != "" {
 		c.DashboardURL = over.DashboardURL
 	}
+	if over.RepeatInterval != 0 {
+		c.RepeatInterval = over.RepeatInterval
+	}
+	if over.HistoryRetention != 0 {
+		c.HistoryRetention = over.HistoryRetention
+	}
+	c.DisableDefaults = c.DisableDefaults || over.DisableDefaults
 	c.Receivers = slices.Clone(c.Receivers)
 	for _, r := range over.Receivers {
 		if i := slices.IndexFunc(c.Receivers, func(x Receiver) bool { return x.Name == r.Name }); i >= 0 {
