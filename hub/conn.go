@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -399,8 +400,13 @@ func (c *conn) stopTimersLocked() {
 	}
 }
 
+// writeLoop writes queued frames until the queue is empty, then ends: an
+// idle connection has no writer goroutine. Each round writes everything
+// queued since the last one in as few write(2) calls as it can, which is
+// where a fan-out spends most of its CPU.
 func (c *conn) writeLoop() {
 	defer c.h.wg.Done()
+	var spare []outFrame
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.closed {
@@ -410,35 +416,110 @@ func (c *conn) writeLoop() {
 			return
 		}
 		batch := c.queue
-		c.queue = nil
+		// The drained batch's array takes the next frames: a busy
+		// connection alternates between two arrays instead of growing a
+		// new one every round.
+		c.queue = spare
 		c.mu.Unlock()
-		for _, f := range batch {
-			if f.close {
-				_ = c.ws.WriteControl(websocket.CloseMessage, f.data, time.Now().Add(time.Second))
-				_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
-				continue
+		if err := c.writeBatch(batch); err != nil {
+			c.ws.Close()
+			c.mu.Lock()
+			c.closing = true
+			c.writing = false
+			c.queue = nil
+			c.stopTimersLocked()
+			c.mu.Unlock()
+			return
+		}
+		clear(batch) // drop the frames, keep the array
+		spare = batch[:0]
+	}
+}
+
+// maxWriteBytes bounds one write(2) of a batch; pooled buffers larger than
+// maxPooledBytes are left to the GC.
+const (
+	maxWriteBytes  = 64 << 10
+	maxPooledBytes = 256 << 10
+)
+
+// writeBufs holds batch buffers, so that a connection keeps none while
+// idle.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeBatch writes data frames straight to the socket, several per
+// write(2), framed here: gorilla's WriteMessage flushes each message on
+// its own. A server's frames are unmasked, so a text frame is a 2 to 10
+// byte header and the payload. Close frames go through gorilla, in order.
+// Concurrent writes by gorilla (a close or pong it answers while reading)
+// cannot split a frame: net.Conn serializes whole Write calls.
+func (c *conn) writeBatch(batch []outFrame) error {
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= maxPooledBytes {
+			*bp = buf[:0]
+			writeBufs.Put(bp)
+		}
+	}()
+	var frames, bytes int64
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		nc := c.ws.NetConn()
+		_ = nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		// After the deadline: slowConsumerLocked sets the flag before its
+		// own, shorter deadline, so one of the two stops this write.
+		if c.dropped.Load() {
+			return errSlowConsumer
+		}
+		if _, err := nc.Write(buf); err != nil {
+			return err
+		}
+		buf = buf[:0]
+		c.msgsSent.Add(frames)
+		c.bytesSent.Add(bytes)
+		c.h.framesSent.Add(frames)
+		c.h.bytesSent.Add(bytes)
+		frames, bytes = 0, 0
+		return nil
+	}
+	for _, f := range batch {
+		if f.close {
+			if err := flush(); err != nil {
+				return err
 			}
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
-			err := errSlowConsumer
-			if !c.dropped.Load() {
-				err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+			_ = c.ws.WriteControl(websocket.CloseMessage, f.data, time.Now().Add(time.Second))
+			_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+			continue
+		}
+		buf = appendTextFrame(buf, f.data)
+		frames++
+		bytes += int64(len(f.data))
+		if len(buf) >= maxWriteBytes {
+			if err := flush(); err != nil {
+				return err
 			}
-			if err != nil {
-				c.ws.Close()
-				c.mu.Lock()
-				c.closing = true
-				c.writing = false
-				c.queue = nil
-				c.stopTimersLocked()
-				c.mu.Unlock()
-				return
-			}
-			c.msgsSent.Add(1)
-			c.bytesSent.Add(int64(len(f.data)))
-			c.h.framesSent.Add(1)
-			c.h.bytesSent.Add(int64(len(f.data)))
 		}
 	}
+	return flush()
+}
+
+// appendTextFrame appends an unmasked, final text frame (RFC 6455 5.2).
+func appendTextFrame(b, payload []byte) []byte {
+	const finText = 0x81
+	n := len(payload)
+	switch {
+	case n < 126:
+		b = append(b, finText, byte(n))
+	case n <= 0xffff:
+		b = append(b, finText, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
 }
 
 // readLoop reads client frames until the connection ends.
