@@ -203,7 +203,7 @@ func (s *Service) handleAddSilence(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, 0, err)
 		return
 	}
-	httputil.WriteJSON(w, http.StatusCreated, out)
+	httputil.WriteJSON(w, http.StatusOK, out) // 200, as Alertmanager answers a new silence
 }
 
 func (s *Service) handleExpireSilence(w http.ResponseWriter, r *http.Request) {

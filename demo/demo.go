@@ -36,6 +36,15 @@ type Options struct {
 	Log *slog.Logger
 	// Seed makes a run repeatable (0: random).
 	Seed uint64
+	// Clean turns off the simulated trouble (random job errors and
+	// failures, clients with stale tokens), so that the error rate stays
+	// at zero outside an ErrorBurst.
+	Clean bool
+	// ErrorBurst, when it returns true at a job's start, makes that job
+	// post an error right after its first progress: an error burst that
+	// raises the error rate on demand (jobcast demo -inject errors), to
+	// see the default error-rate alert fire and then resolve.
+	ErrorBurst func() bool
 }
 
 // Stats is what a simulation observed. Mismatches and Lost must stay zero:
@@ -341,7 +350,7 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 		dropProb = 0.5
 	}
 	token := tk.Token
-	if s.float() < 0.08 {
+	if !s.opt.Clean && s.float() < 0.08 {
 		// An app restored from the background with a stale token: the
 		// server refuses it (connect_failed) and the SDK asks the
 		// backend for a fresh one.
@@ -444,11 +453,14 @@ func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64
 		return stopped()
 	}
 	errAt, failAt := int64(-1), int64(-1)
-	if s.float() < p.errProb {
+	if !s.opt.Clean && s.float() < p.errProb {
 		errAt = int64(float64(total) * (0.1 + 0.6*s.float()))
 	}
-	if s.float() < p.failProb {
+	if !s.opt.Clean && s.float() < p.failProb {
 		failAt = int64(float64(total) * (0.3 + 0.6*s.float()))
+	}
+	if s.opt.ErrorBurst != nil && s.opt.ErrorBurst() {
+		errAt = 0
 	}
 	var processed, failures int64
 	for processed < total {

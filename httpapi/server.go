@@ -46,6 +46,9 @@ type Options struct {
 	// admin auth (a login page and session cookie, or the admin token as a
 	// Bearer header). nil leaves it out.
 	Dashboard http.Handler
+	// Alerts serves /v1/alerts and everything under it (admin token);
+	// nil leaves them out.
+	Alerts http.Handler
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -88,6 +91,10 @@ func New(opt Options) *API {
 	}
 	if opt.GraphQL != nil {
 		a.mux.HandleFunc("POST /graphql", a.admin(opt.GraphQL.ServeHTTP))
+	}
+	if opt.Alerts != nil {
+		a.mux.HandleFunc("/v1/alerts", a.admin(opt.Alerts.ServeHTTP))
+		a.mux.HandleFunc("/v1/alerts/", a.admin(opt.Alerts.ServeHTTP))
 	}
 	if opt.Dashboard != nil {
 		a.mux.Handle("/dashboard", opt.Dashboard)

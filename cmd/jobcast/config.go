@@ -32,6 +32,7 @@ type serveFlags struct {
 	throttle   time.Duration
 	tokenTTL   time.Duration
 	logLevel   string
+	alertsFile string
 }
 
 func newServeFlags(name string) *serveFlags {
@@ -46,6 +47,7 @@ func newServeFlags(name string) *serveFlags {
 	f.fs.DurationVar(&f.throttle, "throttle", 0, "min gap between progress frames per connection; 0s disables (env JOBCAST_THROTTLE_MS, default 500ms)")
 	f.fs.DurationVar(&f.tokenTTL, "token-ttl", 0, "client token lifetime (env JOBCAST_TOKEN_TTL, default 1h)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (env JOBCAST_LOG_LEVEL, default info)")
+	f.fs.StringVar(&f.alertsFile, "alerts-config", "", "alert rules and receivers YAML, reloaded on change (env JOBCAST_ALERTS_CONFIG, default DATA_DIR/alerts.yaml if present)")
 	return f
 }
 

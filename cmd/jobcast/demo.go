@@ -22,6 +22,9 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 	perPipeline := f.fs.Int("jobs", 3, "jobs running at once per pipeline")
 	speed := f.fs.Float64("speed", 1, "simulation speed factor (2 = twice as fast)")
 	statusEvery := f.fs.Duration("status-every", 5*time.Second, "print a status line this often")
+	inject := f.fs.String("inject", "", "inject trouble: errors (a clean run with an error burst that fires the error-rate alert, then resolves)")
+	injectAfter := f.fs.Duration("inject-after", time.Minute, "start the injected burst this long after the demo starts")
+	injectFor := f.fs.Duration("inject-for", 2*time.Minute, "how long the injected burst lasts")
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,11 +64,15 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 	}
 	cfg.APIKeys = append(cfg.APIKeys, key)
 
-	n, err := startNode(ctx, cfg, log, io.Discard)
+	as, injection, err := demoAlerts(f.alertsFile, cfg, env, *inject, *injectAfter, *injectFor)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, cfg, log, io.Discard, withAlerts(as))
 	if err != nil && !explicitAddr && errors.Is(err, syscall.EADDRINUSE) {
 		fmt.Fprintf(stdout, "port 8080 is busy; using a free port instead\n")
 		cfg.Addr = "127.0.0.1:0"
-		n, err = startNode(ctx, cfg, log, io.Discard)
+		n, err = startNode(ctx, cfg, log, io.Discard, withAlerts(as))
 	}
 	if err != nil {
 		return err
@@ -110,6 +117,8 @@ Press Ctrl-C to stop.
 		StatusEvery:     *statusEvery,
 		Out:             stdout,
 		Log:             log,
+		Clean:           injection.clean,
+		ErrorBurst:      injection.burst(stdout),
 	})
 	if err != nil {
 		return err

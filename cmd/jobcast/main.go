@@ -24,6 +24,7 @@ Usage:
   jobcast demo [flags]         run a node with simulated producers and mobile clients
   jobcast keys rotate          add a new token signing key to the data dir's key ring
   jobcast query <sub> [flags]  query a running server's telemetry: sql, metric, metrics
+  jobcast alerts <sub> [flags] alerts of a running server: list, rules, history, test, silence; check a rules file
   jobcast loadgen [flags]      drive a local server with simulated clients and report the cost
   jobcast version              print the version
 
@@ -56,6 +57,8 @@ func Main(ctx context.Context, args []string, env envLookup, stdout, stderr io.W
 		err = runKeys(args[1:], env, stdout)
 	case "query":
 		err = runQuery(ctx, args[1:], env, stdout, stderr)
+	case "alerts":
+		err = runAlerts(ctx, args[1:], env, stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], env, os.Stdin, stdout, stderr)
 	case "version":
@@ -100,7 +103,11 @@ func runServe(ctx context.Context, args []string, env envLookup, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	n, err := startNode(ctx, cfg, log, stdout)
+	as, err := loadAlertSettings(f.alertsFile, cfg, env)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, cfg, log, stdout, withAlerts(as))
 	if err != nil {
 		return err
 	}

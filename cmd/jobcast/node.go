@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/alerting"
 	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/dashboard"
 	"github.com/jobcast/jobcast/duckdb"
@@ -39,6 +40,9 @@ type node struct {
 	events    jobcast.TelemetryStore
 	recorder  *telemetry.Recorder
 	evRetain  *telemetry.Retention
+	// alerts evaluates the alert rules; alertStore persists its state.
+	alerts     *alerting.Service
+	alertStore *sqlite.AlertStore
 	srv       *http.Server
 	ln        net.Listener
 	serveErr  chan error
@@ -48,7 +52,7 @@ type node struct {
 
 // startNode opens the stores, generates missing secrets, and starts serving.
 // Notes for the operator (a generated key) are written to out.
-func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer) (*node, error) {
+func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
 	clock := jobcast.SystemClock{}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
@@ -132,6 +136,11 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("GraphQL schema: %w", err)
 	}
+	n.alerts, n.alertStore, err = startAlerting(ctx, cfg, opts, events, metricsLib, clock, log)
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, err
+	}
 	// Config.Validate has checked the proxy entries.
 	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
 	dash, err := dashboard.New(dashboard.Options{
@@ -146,7 +155,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	n.api = httpapi.New(httpapi.Options{
 		Config: cfg, Jobs: svc, Hub: n.hub, Tokens: tokens, APIKeys: apiKeys,
 		Clock: clock, Log: log, Metrics: exporter.Handler(), Telemetry: events,
-		MetricsLib: metricsLib, GraphQL: graphql, Dashboard: dash,
+		MetricsLib: metricsLib, GraphQL: graphql, Dashboard: dash, Alerts: n.alerts.Handler(),
 		Ready: func() error {
 			_, err := store.GetJob(context.Background(), "readyz-probe")
 			if errors.Is(err, jobcast.ErrJobNotFound) {
@@ -172,6 +181,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	// Shutdown waits for handlers; the dashboard's live streams end here.
 	n.srv.RegisterOnShutdown(dash.Close)
 	go func() { n.serveErr <- n.srv.Serve(ln) }()
+	n.alerts.Start()
 	n.cfg = cfg
 	return n, nil
 }
@@ -215,6 +225,12 @@ func (n *node) shutdown(ctx context.Context) error {
 // (the hub has recorded every disconnect by now) and closes the stores.
 func (n *node) closeStores(ctx context.Context) error {
 	var errs []error
+	if n.alerts != nil {
+		n.alerts.Stop() // before the stores its evaluations read and write
+		if err := n.alertStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close alert store: %w", err))
+		}
+	}
 	n.retention.Stop()
 	n.evRetain.Stop()
 	if err := n.recorder.Stop(ctx); err != nil {
