@@ -43,9 +43,9 @@ type node struct {
 	// alerts evaluates the alert rules; alertStore persists its state.
 	alerts     *alerting.Service
 	alertStore *sqlite.AlertStore
-	srv       *http.Server
-	ln        net.Listener
-	serveErr  chan error
+	srv        *http.Server
+	ln         net.Listener
+	serveErr   chan error
 	// APIKey is the key generated on first start ("" if none was generated).
 	APIKey string
 }
