@@ -197,6 +197,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		return false
 	}
 	replay := jobcast.ReplayAfter(logged, job.LastProgress, after)
+	params := c.assignParams(ctx, job.Pipeline)
 	now := c.now()
 
 	c.mu.Lock()
@@ -205,6 +206,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		return false
 	}
 	c.pipeline = job.Pipeline
+	c.applyParamsLocked(params)
 	c.resumed = lastSeq != nil
 	c.seenSeq = after
 	c.started = true
@@ -225,6 +227,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		ServerTime:          now.UnixMilli(),
 		State:               job.JobState,
 	}))
+	c.exposeLocked(params)
 	for i := range replay {
 		m, err := jobcast.NewMessage(replay[i])
 		if err != nil {

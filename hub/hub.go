@@ -35,6 +35,9 @@ type Options struct {
 	NodeID  string
 	// Recorder takes the telemetry events of connections (default: none).
 	Recorder jobcast.EventRecorder
+	// Params assigns experiment values (heartbeat interval, throttle
+	// window) to each connection; nil keeps the config's for all.
+	Params jobcast.ParamAssigner
 }
 
 // Hub accepts client connections and fans job messages out to them.
