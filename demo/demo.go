@@ -41,7 +41,7 @@ type Options struct {
 	// at zero outside an ErrorBurst.
 	Clean bool
 	// ErrorBurst, when it returns true at a job's start, makes that job
-	// post an error right after its first progress: an error burst that
+	// post an error after its first item: an error burst that
 	// raises the error rate on demand (jobcast demo -inject errors), to
 	// see the default error-rate alert fire and then resolve.
 	ErrorBurst func() bool
@@ -460,7 +460,7 @@ func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64
 		failAt = int64(float64(total) * (0.3 + 0.6*s.float()))
 	}
 	if s.opt.ErrorBurst != nil && s.opt.ErrorBurst() {
-		errAt = 0
+		errAt = 1 // after the first item
 	}
 	var processed, failures int64
 	for processed < total {
