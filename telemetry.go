@@ -124,8 +124,15 @@ type TelemetryStore interface {
 	// the events table only, no file or network access, within limits.
 	// Refusals are *Error with code E_BAD_REQUEST and a clear message.
 	QueryUntrusted(ctx context.Context, query string, limits QueryLimits) (*Rows, error)
-	// DeleteBefore deletes events older than t (retention).
+	// DeleteBefore deletes events older than t (retention), and whatever
+	// the store derived from them.
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
+	// Rollup brings the store's pre-aggregated daily rollups up to date for
+	// the UTC days that ended at or before before, and returns how many days
+	// it built. Rollups only make metrics faster, never different: a store
+	// without them, or whose engine maintains them on insert (ClickHouse
+	// materialized views), builds nothing and returns 0.
+	Rollup(ctx context.Context, before time.Time) (int, error)
 	// Dialect names the SQL dialect: "duckdb" or "clickhouse".
 	Dialect() string
 	Close() error

@@ -74,6 +74,7 @@ type Store struct {
 	perm   []int          // perm[i] is the index in columns of the table's column i
 	row    []driver.Value // reused by Write
 	prev   []string       // the strings boxed in row, for its VARCHAR columns
+	rolled map[int64]bool // days (µs, UTC midnight) in rollup_days
 	closed bool
 }
 
@@ -185,6 +186,14 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.migrate(ctx); err != nil {
 		return err
 	}
+	for _, stmt := range rollupSchema {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create rollups: %w", err)
+		}
+	}
+	if err := s.loadRolled(ctx); err != nil {
+		return err
+	}
 	wconn, err := s.connector.Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("open %s: writer connection: %w", s.path, err)
@@ -287,22 +296,58 @@ func (s *Store) tableColumns(ctx context.Context) ([][2]string, error) {
 // Dialect implements jobcast.TelemetryStore.
 func (s *Store) Dialect() string { return "duckdb" }
 
-// DeleteBefore deletes events with ts before t, then checkpoints so that the
-// freed blocks can be reused (DuckDB reuses free blocks inside the file and
-// truncates the file only when the free blocks are at its end).
+// DeleteBefore deletes events with ts before t and, in the same
+// transaction, the rollups of the days it empties and of the day it cuts
+// (Rollup rebuilds that one), then checkpoints so that the freed blocks can
+// be reused (DuckDB reuses free blocks inside the file and truncates the file
+// only when the free blocks are at its end). It runs on the writer
+// connection, between Writes.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE ts < ?`, t.UTC())
-	if err != nil {
-		return 0, fmt.Errorf("delete events: %w", err)
+	n, err := s.deleteBefore(ctx, t)
+	if err != nil || n == 0 {
+		return n, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete events: %w", err)
+	if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return n, fmt.Errorf("checkpoint after delete: %w", err)
 	}
-	if n > 0 {
-		if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
-			return n, fmt.Errorf("checkpoint after delete: %w", err)
+	return n, nil
+}
+
+func (s *Store) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return 0, errClosed
+	}
+	us := t.UnixMicro()
+	var drop []int64
+	for d := range s.rolled {
+		if d < us {
+			drop = append(drop, d)
 		}
+	}
+	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		s.exec(context.Background(), "ROLLBACK")
+		return 0, fmt.Errorf("delete events: begin: %w", err)
+	}
+	res, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, `DELETE FROM events WHERE ts < make_timestamp($1)`,
+		[]driver.NamedValue{{Ordinal: 1, Value: us}})
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	if err == nil {
+		err = s.dropDays(ctx, drop)
+	}
+	if err == nil {
+		err = s.exec(context.Background(), "COMMIT")
+	}
+	if err != nil {
+		s.exec(context.Background(), "ROLLBACK")
+		return 0, fmt.Errorf("delete events: %w", err)
+	}
+	for _, d := range drop {
+		delete(s.rolled, d)
 	}
 	return n, nil
 }

@@ -56,11 +56,21 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 		s.abort()
 		return fmt.Errorf("write %d events: %w", len(events), err)
 	}
+	// Events of a day already rolled up (late, or out of order) make its
+	// rollups stale: drop them with the events' commit.
+	late := s.lateDays(events)
+	if err := s.dropDays(ctx, late); err != nil {
+		s.abort()
+		return fmt.Errorf("write %d events: %w", len(events), err)
+	}
 	// Not cancelable: duckdb-go may report a canceled context for a
 	// COMMIT that took effect, and a Write that failed must leave nothing.
 	if err := s.exec(context.Background(), "COMMIT"); err != nil {
 		s.abort()
 		return fmt.Errorf("write %d events: commit: %w", len(events), err)
+	}
+	for _, d := range late {
+		delete(s.rolled, d)
 	}
 	return nil
 }

@@ -95,8 +95,15 @@ type metric struct {
 	// tables of job ids; this way they cost one (error_rate over 10 million
 	// events: 199 against 225 ms, by network and day 712 against 907).
 	perJob func(d dialect) string
-	// num and den are aggregate expressions (den only for kindRatio).
-	num, den func(d dialect) string
+	// num and den are aggregate expressions (den only for kindRatio) over
+	// the rows of src: events, or the rollup_events of whole days.
+	num, den func(d dialect, s src) string
+	// jobsNum and jobsDen, when set, make a distinct-job metric computable
+	// from rollup_jobs: a condition on its columns (errored, connected,
+	// true) selecting the jobs to count; an empty jobsNum means num comes
+	// from rollup_events. Distinct-job metrics without them (none now) and
+	// perJob metrics without them are computed from events only.
+	jobsNum, jobsDen string
 	// value is the column a kindQuantile metric ranks.
 	value string
 	// quantile is the level of a kindQuantile metric in basis points
@@ -107,13 +114,42 @@ type metric struct {
 // w is the weight of one row: how many events it stands for.
 const w = "sample_interval"
 
-// sumW and friends build the aggregate expressions of the table below.
-func sumW(dialect) string { return "sum(" + w + ")" }
-func sumOf(col string) func(dialect) string {
-	return func(dialect) string { return "sum(" + col + " * " + w + ")" }
+// src is what the aggregate expressions of a metric run over: the events
+// table, or the rollup_events table, whose rows are (day, event,
+// dimensions) groups of events with w = Σw and, for each numeric column x
+// a metric sums, x = Σ(x·w) under x's own name.
+type src struct {
+	// w is a row's weight.
+	w string
+	// x returns a row's contribution to Σ(expr·w), expr a sum of columns.
+	x func(expr string) string
+	// tokenExpired is the expression summing the weights of connect_failed
+	// events with reason token_expired.
+	tokenExpired func(d dialect) string
 }
-func sumWIf(events ...string) func(dialect) string {
-	return func(d dialect) string { return d.sumIf(w, d.inList("event", events)) }
+
+var (
+	rawSrc = src{
+		w: w,
+		x: func(expr string) string { return expr + " * " + w },
+		tokenExpired: func(d dialect) string {
+			return d.sumIf(w, "reason = '"+jobcast.ReasonTokenExpired+"'")
+		},
+	}
+	rollupSrc = src{
+		w:            "w",
+		x:            func(expr string) string { return expr },
+		tokenExpired: func(dialect) string { return "sum(w_token_expired)" },
+	}
+)
+
+// sumW and friends build the aggregate expressions of the table below.
+func sumW(_ dialect, s src) string { return "sum(" + s.w + ")" }
+func sumOf(col string) func(dialect, src) string {
+	return func(_ dialect, s src) string { return "sum(" + s.x(col) + ")" }
+}
+func sumWIf(events ...string) func(dialect, src) string {
+	return func(d dialect, s src) string { return d.sumIf(s.w, d.inList("event", events)) }
 }
 
 // catalog is every metric, in the order Definitions lists them.
@@ -157,9 +193,7 @@ var catalog = []metric{
 			"Σw[connect_failed with reason = 'token_expired']"},
 		kind:   kindSum,
 		events: []string{jobcast.EventConnectFailed},
-		num: func(d dialect) string {
-			return d.sumIf(w, "reason = '"+jobcast.ReasonTokenExpired+"'")
-		},
+		num:    func(d dialect, s src) string { return s.tokenExpired(d) },
 	},
 	{
 		Definition: Definition{AvgConnectionDurationMs, UnitMs,
@@ -174,10 +208,11 @@ var catalog = []metric{
 		Definition: Definition{ReconnectsPerSession, UnitReconnectsPerSession,
 			"Reconnections per session (job) that had a connection in the window.",
 			"Σw[reconnected] / distinct[connected, reconnected]"},
-		kind:   kindRatio,
-		events: []string{jobcast.EventConnected, jobcast.EventReconnected},
-		num:    sumWIf(jobcast.EventReconnected),
-		den:    func(d dialect) string { return d.countDistinctIf("job_id", "job_id <> ''") },
+		kind:    kindRatio,
+		events:  []string{jobcast.EventConnected, jobcast.EventReconnected},
+		num:     sumWIf(jobcast.EventReconnected),
+		den:     func(d dialect, _ src) string { return d.countDistinctIf("job_id", "job_id <> ''") },
+		jobsDen: "connected",
 	},
 	{
 		Definition: Definition{ErrorRate, UnitRatio,
@@ -188,8 +223,10 @@ var catalog = []metric{
 		perJob: func(d dialect) string {
 			return d.boolOr(d.inList("event", []string{jobcast.EventError, jobcast.EventConnectFailed})) + " AS errored"
 		},
-		num: func(d dialect) string { return d.sumIf("1", "errored") },
-		den: func(dialect) string { return "count(*)" },
+		num:     func(d dialect, _ src) string { return d.sumIf("1", "errored") },
+		den:     func(dialect, src) string { return "count(*)" },
+		jobsNum: "errored",
+		jobsDen: "true",
 	},
 	{
 		Definition: Definition{RTTAvgMs, UnitMs,

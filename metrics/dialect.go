@@ -85,6 +85,54 @@ func (duckDB) countDistinctIf(col, cond string) string {
 	return "count(DISTINCT " + col + ") FILTER (WHERE " + cond + ")"
 }
 
+func (duckDB) dayBucket(col, width string) string {
+	return "(epoch_ms(" + col + ") - epoch_ms(" + col + ") % " + width + ")"
+}
+
+// distinctJobs sets one bit per job number: a day's jobs are numbered
+// 1…jobs, so a group's jobs are a bitstring of that length, and counting
+// them costs no hash table of job ids (error_rate by network and day over
+// 10 million events: 43 against 190 ms for count(DISTINCT job)).
+func (duckDB) distinctJobs(cond string, jobs int64) string {
+	agg := "bitstring_agg(job, 1, " + strconv.FormatInt(jobs, 10) + ")"
+	if cond != "true" {
+		agg += " FILTER (WHERE " + cond + ")"
+	}
+	return "bit_count(" + agg + ")"
+}
+
+// rolledQuantile is weightedQuantile's two passes on rollups: the bins'
+// weights come from rollup_rtt_bins (a fortieth of the heartbeats' rows),
+// and the values of the bin holding the level from rollup_rtt, joined on
+// the bin so that DuckDB pushes the bins' range into the scan of a table
+// stored in (day, bin) order. MATERIALIZED keeps each pass from being
+// computed twice.
+func (duckDB) rolledQuantile(bins string, keys, names []string, where string, hkeys []string, whereH string, bp int) string {
+	cols := strings.Join(names, ", ") + ", "
+	part := "PARTITION BY " + strings.Join(names, ", ")
+	group := " GROUP BY " + strings.Join(names, ", ")
+	on := make([]string, len(names))
+	for i, n := range names {
+		on[i] = strings.TrimSuffix(hkeys[i], " AS "+n) + " = t." + n
+	}
+	level := strconv.Itoa(bp)
+	var sb strings.Builder
+	sb.WriteString("WITH b AS MATERIALIZED (SELECT " + strings.Join(keys, ", ") + ", bin, sum(w) AS bw FROM " + bins + " WHERE " + where + group + ", bin), ")
+	sb.WriteString("tot AS (SELECT " + cols + "sum(bw) AS tw FROM b" + group + "), ")
+	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw FROM b), ")
+	sb.WriteString("t AS MATERIALIZED (SELECT " + cols + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, any_value(tw) AS tw FROM c JOIN tot USING (" +
+		strings.Join(names, ", ") + ") WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
+	tcols := make([]string, len(names))
+	for i, n := range names {
+		tcols[i] = "t." + n + " AS " + n
+	}
+	sb.WriteString("x AS (SELECT " + strings.Join(tcols, ", ") + ", h.rtt_ms AS v, sum(h.w) AS w, any_value(t.before) AS before, any_value(t.tw) AS tw" +
+		" FROM rollup_rtt AS h JOIN t ON h.bin = t.bin AND " + strings.Join(on, " AND ") + " WHERE " + whereH + " GROUP BY ALL), ")
+	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
+	sb.WriteString("SELECT " + cols + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
+	return sb.String()
+}
+
 // rttBin maps a value to a coarse bin such that v1 ≤ v2 implies bin(v1) ≤
 // bin(v2): sqrt is correctly rounded in IEEE 754 and so monotonic, as are
 // the scaling and the rounding cast. The bins are narrow where RTTs are

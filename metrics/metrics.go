@@ -234,9 +234,9 @@ func statement(d dialect, m *metric, q *Query) (string, []any) {
 			sb.WriteString(e + ", ")
 		}
 	}
-	sb.WriteString("CAST(coalesce(" + m.num(d) + ", 0) AS DOUBLE) AS num")
+	sb.WriteString("CAST(coalesce(" + m.num(d, rawSrc) + ", 0) AS DOUBLE) AS num")
 	if m.den != nil {
-		sb.WriteString(", CAST(coalesce(" + m.den(d) + ", 0) AS DOUBLE) AS den")
+		sb.WriteString(", CAST(coalesce(" + m.den(d, rawSrc) + ", 0) AS DOUBLE) AS den")
 	}
 	sb.WriteString(from)
 	if len(names) > 0 {
@@ -258,12 +258,7 @@ func (l *Library) Compute(ctx context.Context, q Query) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sql, args := statement(d, m, &q)
-	rows, err := l.store.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %s: %w", m.Name, err)
-	}
-	points, err := readPoints(m, &q, rows)
+	points, err := l.compute(ctx, d, m, &q)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %s: %w", m.Name, err)
 	}
@@ -272,6 +267,27 @@ func (l *Library) Compute(ctx context.Context, q Query) (*Result, error) {
 	}
 	sortPoints(points, q.GroupBy)
 	return &Result{Metric: m.Name, Unit: m.Unit, Points: points}, nil
+}
+
+// compute returns q's points, unordered and without the zero points of
+// additive metrics: from rollups for the whole days that have them when the
+// store keeps rollups and q's shape allows (rollable), otherwise, and for the
+// other days, from events.
+func (l *Library) compute(ctx context.Context, d dialect, m *metric, q *Query) ([]Point, error) {
+	if rd, ok := d.(rollupDialect); ok && rollable(m, q) {
+		// Each try that finds the rollups changed meanwhile (a late event
+		// dropped a day, a day was built) tries again; after three, events.
+		for range 3 {
+			points, ok, err := l.computeRolled(ctx, rd, m, q)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				return points, nil
+			}
+		}
+	}
+	return l.raw(ctx, d, m, q, q)
 }
 
 // readPoints turns the statement's rows into points.

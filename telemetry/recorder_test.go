@@ -25,6 +25,7 @@ type memStore struct {
 	block   chan struct{} // when set, Write waits for it to close
 	entered chan struct{} // signalled when Write starts
 	cutoffs []time.Time   // DeleteBefore calls
+	rollups []time.Time   // Rollup calls
 }
 
 func (s *memStore) Write(ctx context.Context, evs []jobcast.Event) error {
@@ -72,6 +73,12 @@ func (s *memStore) DeleteBefore(_ context.Context, t time.Time) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cutoffs = append(s.cutoffs, t)
+	return 1, nil
+}
+func (s *memStore) Rollup(_ context.Context, before time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rollups = append(s.rollups, before)
 	return 1, nil
 }
 func (s *memStore) Dialect() string { return "mem" }
@@ -246,7 +253,8 @@ func TestStopHonoursContext(t *testing.T) {
 }
 
 // Retention sweeps at start and then every hour (for a 30-day window),
-// deleting what is older than the window on the injected clock.
+// deleting what is older than the window on the injected clock and having
+// the rollups of the days that ended RollupDelay ago built.
 func TestRetention(t *testing.T) {
 	t.Parallel()
 	store := &memStore{}
@@ -264,5 +272,9 @@ func TestRetention(t *testing.T) {
 	want := []time.Time{t0.Add(-30 * 24 * time.Hour), t0.Add(time.Hour - 30*24*time.Hour)}
 	if len(store.cutoffs) != 2 || !store.cutoffs[0].Equal(want[0]) || !store.cutoffs[1].Equal(want[1]) {
 		t.Fatalf("cutoffs %v, want %v", store.cutoffs, want)
+	}
+	wantR := []time.Time{t0.Add(-telemetry.RollupDelay), t0.Add(time.Hour - telemetry.RollupDelay)}
+	if len(store.rollups) != 2 || !store.rollups[0].Equal(wantR[0]) || !store.rollups[1].Equal(wantR[1]) {
+		t.Fatalf("rollups %v, want %v", store.rollups, wantR)
 	}
 }

@@ -9,8 +9,14 @@ import (
 	"github.com/jobcast/jobcast/internal/periodic"
 )
 
-// Retention deletes telemetry events older than a window, on an interval,
-// until stopped.
+// RollupDelay is how long after a UTC day ends Retention has its rollups
+// built: events still on their way (in the recorder's buffer, in a Write
+// being retried) are written by then. A later event of that day is not
+// lost: its Write drops the day's rollups and the next sweep rebuilds them.
+const RollupDelay = 10 * time.Minute
+
+// Retention deletes telemetry events older than a window and has the
+// store's daily rollups built, on an interval, until stopped.
 type Retention struct {
 	*periodic.Runner
 	store jobcast.TelemetryStore
@@ -29,15 +35,23 @@ func NewRetention(store jobcast.TelemetryStore, clock jobcast.Clock, log *slog.L
 	return r
 }
 
-// Sweep deletes expired events once and returns how many it deleted.
+// Sweep deletes expired events once, then builds the rollups of the days
+// that ended RollupDelay ago or earlier, and returns how many events it
+// deleted.
 func (r *Retention) Sweep(ctx context.Context) int64 {
-	n, err := r.store.DeleteBefore(ctx, r.clock.Now().Add(-r.keep))
+	now := r.clock.Now()
+	n, err := r.store.DeleteBefore(ctx, now.Add(-r.keep))
 	if err != nil {
 		r.log.Warn("telemetry retention sweep failed", "err", err)
-		return 0
-	}
-	if n > 0 {
+		n = 0
+	} else if n > 0 {
 		r.log.Info("telemetry retention removed events", "count", n)
+	}
+	days, err := r.store.Rollup(ctx, now.Add(-RollupDelay))
+	if err != nil {
+		r.log.Warn("telemetry rollup failed", "err", err)
+	} else if days > 0 {
+		r.log.Info("telemetry rollups built", "days", days)
 	}
 	return n
 }
