@@ -185,7 +185,12 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		if after > job.Seq {
 			after = job.Seq
 		}
-		logged, err = c.h.opt.Store.Messages(ctx, c.jobID, after)
+		// Nothing is logged past the job's seq: a client that is up to
+		// date (a fresh job, a resume with nothing missed) needs no query.
+		// What comes after the snapshot arrives live: join came first.
+		if after < job.Seq {
+			logged, err = c.h.opt.Store.Messages(ctx, c.jobID, after)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, jobcast.ErrJobNotFound) {

@@ -279,24 +279,32 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hasLastSeq {
 		ls = &lastSeq
 	}
+	// The handshake's store reads and the replay run here, on the
+	// handler's stack, which the token check already grew: done in the
+	// connection's goroutine they would grow its stack too (a tenth of
+	// the server's CPU under churn went to copying stacks), and the
+	// runtime sizes new goroutines' stacks by the average it sees.
+	started := true
+	if c.claims != nil {
+		started = c.start(context.Background(), ls)
+	} else {
+		c.awaitHello(ls)
+	}
 	// The connection lives in a goroutine of its own and the handler
 	// returns: net/http's per-request buffers, the request and the
 	// handler's grown stack would otherwise stay alive as long as the
 	// WebSocket, about two thirds of an idle connection's memory.
-	go c.serve(ls)
+	go c.serve(started)
 }
 
-// serve runs an upgraded connection until it closes.
-func (c *conn) serve(lastSeq *int64) {
+// serve reads an upgraded connection until it closes; started is false
+// when start already closed it.
+func (c *conn) serve(started bool) {
 	defer c.h.ipConns.Release(c.ip)
 	defer c.h.untrack(c)
-	if c.claims != nil {
-		if !c.start(context.Background(), lastSeq) {
-			c.readUntilClosed()
-			return
-		}
-	} else {
-		c.awaitHello(lastSeq)
+	if !started {
+		c.readUntilClosed()
+		return
 	}
 	c.readLoop()
 }

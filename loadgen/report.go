@@ -73,6 +73,10 @@ type ServerReport struct {
 	BaselineRSSBytes int64   `json:"baselineRssBytes"`  // jobs created, no connections yet
 	ConnectedRSS     int64   `json:"connectedRssBytes"` // after the connection phase
 	RSSPerConnBytes  float64 `json:"rssPerConnBytes"`   // (connected − baseline) / established
+	// After the measured window: for an idle run, what the connections
+	// settle at once the runtime has returned the handshakes' garbage.
+	EndRSSBytes        int64   `json:"endRssBytes"`
+	EndRSSPerConnBytes float64 `json:"endRssPerConnBytes"`
 	// CPU over the measured window.
 	CPUSeconds         float64 `json:"cpuSeconds"`
 	CPUCoreShare       float64 `json:"cpuCoreShare"`       // cpuSeconds / window: 1 = one core busy
@@ -130,10 +134,11 @@ func buildReport(cfg Config, procs, jobs int, conn, final clientReport, s0, s1, 
 		if s0.fromProc {
 			sv.Source = "proc"
 		}
-		sv.BaselineRSSBytes, sv.ConnectedRSS = s0.RSS, s1.RSS
+		sv.BaselineRSSBytes, sv.ConnectedRSS, sv.EndRSSBytes = s0.RSS, s1.RSS, s2.RSS
 		if conn.Established > 0 {
 			sv.RSSPerConnBytes = float64(s1.RSS-s0.RSS) / float64(conn.Established)
 			sv.SetupCPUPerConnUs = float64((s1.CPU - s0.CPU).Microseconds()) / float64(conn.Established)
+			sv.EndRSSPerConnBytes = float64(s2.RSS-s0.RSS) / float64(conn.Established)
 		}
 		cpu := (s2.CPU - s1.CPU).Seconds()
 		sv.CPUSeconds = cpu
@@ -190,8 +195,8 @@ func (r *Report) WriteText(w io.Writer) {
 	if sv.Source == "" {
 		fmt.Fprintln(w, "  server       no figures: the server is not local and no admin token was given")
 	} else {
-		fmt.Fprintf(w, "  server (%s) RSS %.1f → %.1f MiB, %.2f KB per connection; setup CPU %.0f µs per connection\n",
-			sv.Source, mib(sv.BaselineRSSBytes), mib(sv.ConnectedRSS), sv.RSSPerConnBytes/1000, sv.SetupCPUPerConnUs)
+		fmt.Fprintf(w, "  server (%s) RSS %.1f → %.1f MiB, %.2f KB per connection (%.2f KB at the end); setup CPU %.0f µs per connection\n",
+			sv.Source, mib(sv.BaselineRSSBytes), mib(sv.ConnectedRSS), sv.RSSPerConnBytes/1000, sv.EndRSSPerConnBytes/1000, sv.SetupCPUPerConnUs)
 		fmt.Fprintf(w, "               window CPU %.2fs = %.1f%% of a core", sv.CPUSeconds, 100*sv.CPUCoreShare)
 		if sv.CPUPer1000FramesMs > 0 {
 			fmt.Fprintf(w, "; %.2f ms per 1,000 frames", sv.CPUPer1000FramesMs)
