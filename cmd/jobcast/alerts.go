@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -251,7 +253,7 @@ func runAlerts(ctx context.Context, args []string, env envLookup, stdout, stderr
 		if data, err = c.do(ctx, "POST", "/v1/alerts/silences", bytes.NewReader(body), "application/json"); err == nil && !f.json {
 			var s jobcast.Silence
 			_ = json.Unmarshal(data, &s)
-			fmt.Fprintf(stdout, "silence %s until %s\n", s.ID, stamp(s.EndsAt))
+			fmt.Fprintf(stdout, "silence %s until %s\n", s.ID, s.EndsAt.UTC().Format(time.RFC3339))
 			return nil
 		}
 	case "silence list":
@@ -316,7 +318,8 @@ func printAlerts(w io.Writer, data []byte) error {
 		if len(a.SilencedBy) > 0 {
 			sil = strings.Join(a.SilencedBy, ",")
 		}
-		rows = append(rows, []string{a.State, a.Severity, a.Rule, formatLabelSet(a.Labels, "alertname", "severity"), number(a.Value), stamp(since), sil, a.Summary})
+		rows = append(rows, []string{a.State, a.Severity, a.Rule, formatLabelSet(a.Labels, "alertname", "severity"),
+			strconv.FormatFloat(math.Round(a.Value*1e4)/1e4, 'f', -1, 64), since.UTC().Format(time.RFC3339), sil, a.Summary})
 	}
 	return printTable(w, []string{"STATE", "SEVERITY", "RULE", "LABELS", "VALUE", "SINCE", "SILENCED BY", "SUMMARY"}, rows)
 }
@@ -389,7 +392,7 @@ func printHistory(w io.Writer, data []byte) error {
 		if e == "" {
 			e = "-"
 		}
-		rows = append(rows, []string{stamp(r.At), r.Receiver, r.Status, r.Outcome, fmt.Sprint(r.Attempts), strings.Join(names, " "), e})
+		rows = append(rows, []string{r.At.UTC().Format(time.RFC3339), r.Receiver, r.Status, r.Outcome, fmt.Sprint(r.Attempts), strings.Join(names, " "), e})
 	}
 	return printTable(w, []string{"AT", "RECEIVER", "STATUS", "OUTCOME", "ATTEMPTS", "ALERTS", "ERROR"}, rows)
 }
@@ -414,7 +417,7 @@ func printSilences(w io.Writer, data []byte) error {
 		for _, m := range s.Matchers {
 			ms = append(ms, alerting.FormatMatcher(m))
 		}
-		rows = append(rows, []string{s.ID, s.State, strings.Join(ms, ","), stamp(s.EndsAt), s.CreatedBy, s.Comment})
+		rows = append(rows, []string{s.ID, s.State, strings.Join(ms, ","), s.EndsAt.UTC().Format(time.RFC3339), s.CreatedBy, s.Comment})
 	}
 	return printTable(w, []string{"ID", "STATE", "MATCHERS", "ENDS", "BY", "COMMENT"}, rows)
 }
