@@ -2,12 +2,15 @@ package hub
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/jobcast/jobcast/protocol"
 )
 
 // TestAppendTextFrameReadsBack checks the hand-made frames of writeBatch
@@ -47,4 +50,59 @@ func TestAppendTextFrameReadsBack(t *testing.T) {
 			t.Fatalf("frame %d: type %d, %d bytes, want %d", i, typ, len(got), len(want))
 		}
 	}
+}
+
+func TestParseCanonicalPong(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{`{"v":2,"type":"pong","ts":1764133200123,"payload":{"serverTime":1764133200100}}`, 1764133200100, true},
+		{`{"v":2,"type":"pong","ts":0,"payload":{"serverTime":7}}`, 7, true},
+		// Anything else takes the general decoder.
+		{`{"v":2,"type":"pong","ts":1,"payload":{"serverTime":7}} `, 0, false},
+		{`{"v":2,"type":"pong","ts":1,"payload":{"serverTime":7,"clientTime":3}}`, 0, false},
+		{`{"v":2,"type":"pong","ts":1,"payload":{"serverTime":07}}`, 0, false},
+		{`{"v":2,"type":"pong","ts":-1,"payload":{"serverTime":7}}`, 0, false},
+		{`{"v":2,"type":"pong","ts":1,"payload":{"serverTime":}}`, 0, false},
+		{`{"v":2,"type":"pong","ts":1,"payload":{"serverTime":12345678901234567890}}`, 0, false},
+		{`{"v":2,"type":"pong","payload":{"serverTime":7}}`, 0, false},
+		{`{"type":"pong","v":2,"ts":1,"payload":{"serverTime":7}}`, 0, false},
+		{`{"v":2,"type":"ping","ts":1,"payload":{"serverTime":7}}`, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseCanonicalPong([]byte(tt.in))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: got %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// BenchmarkPongDecode compares the pong fast path with the general decoder
+// it stands in for, on the frame the SDK sends once per heartbeat.
+func BenchmarkPongDecode(b *testing.B) {
+	frame := []byte(`{"v":2,"type":"pong","ts":1764133200123,"payload":{"serverTime":1764133200100}}`)
+	b.Run("canonical", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := parseCanonicalPong(frame); !ok {
+				b.Fatal("not canonical")
+			}
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			env, err := protocol.DecodeClientFrame(frame)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var p protocol.Pong
+			if err := json.Unmarshal(env.Payload, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
