@@ -138,7 +138,9 @@ func (s *Service) Update(ctx context.Context, id string, patch []byte) (*jobcast
 		return nil, badRequest("the body must be a JSON object: %v", err)
 	}
 	if _, ok := keys["variants"]; ok {
-		e.Control, e.Variant, e.Split = nil, nil, 0
+		// Decoding into the old slice would keep old fields the new
+		// entries leave out (a weight).
+		e.Control, e.Variant, e.Split, e.Variants = nil, nil, 0, nil
 	}
 	if _, ok := keys["split"]; ok && e.Control != nil {
 		e.Variants = nil // rebuilt from control, variant and the new split
