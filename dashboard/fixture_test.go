@@ -11,14 +11,14 @@ import (
 	"github.com/jobcast/jobcast/duckdb"
 )
 
-// client is a connection's context.
-type client struct{ pipeline, app, os, net, device string }
+// clientCtx is a connection's context.
+type clientCtx struct{ pipeline, app, os, net, device string }
 
 var (
-	wifiIOS   = client{"csv_import", "3.4.0", "iOS 18.2", "wifi", "iPhone15,2"}
-	cellAndr  = client{"csv_import", "3.3.1", "Android 14", "cellular", "Pixel 8"}
-	wifiAndr  = client{"ai_scan", "3.4.0", "Android 14", "wifi", "Pixel 8"}
-	cellOldOS = client{"ai_scan", "3.2.0", "Android 12", "cellular", "SM-A515F"} // the problem segment
+	wifiIOS   = clientCtx{"csv_import", "3.4.0", "iOS 18.2", "wifi", "iPhone15,2"}
+	cellAndr  = clientCtx{"csv_import", "3.3.1", "Android 14", "cellular", "Pixel 8"}
+	wifiAndr  = clientCtx{"ai_scan", "3.4.0", "Android 14", "wifi", "Pixel 8"}
+	cellOldOS = clientCtx{"ai_scan", "3.2.0", "Android 12", "cellular", "SM-A515F"} // the problem segment
 )
 
 // fixture returns telemetry events in the hour before end: 24 sessions
@@ -28,7 +28,7 @@ var (
 func fixture(end time.Time) []jobcast.Event {
 	var evs []jobcast.Event
 	at := func(min float64) time.Time { return end.Add(-time.Hour + time.Duration(min*float64(time.Minute))) }
-	kinds := []client{wifiIOS, cellAndr, wifiAndr, cellOldOS}
+	kinds := []clientCtx{wifiIOS, cellAndr, wifiAndr, cellOldOS}
 	for i := range 24 {
 		c := kinds[i%4]
 		job := fmt.Sprintf("job-%02d", i)

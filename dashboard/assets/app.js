@@ -169,6 +169,9 @@ function render(ov) {
   const defs = ov.definitions || {};
   $('window').textContent = `${new Date(from).toLocaleString()} – ${new Date(to).toLocaleString()} · ${ov.range}` +
     (Object.keys(ov.filters).length ? ` · filtered by ${Object.entries(ov.filters).map(([k, v]) => `${k}=${v}`).join(', ')}` : '');
+  // The window and filters of the figures shown, for scripts and tests
+  // that compare them with GraphQL.
+  Object.assign($('window').dataset, { from: ov.from, to: ov.to, range: ov.range, filters: new URLSearchParams(ov.filters).toString() });
   renderOptions(ov.options || {});
   const chart = (id, label, series, format, yMax) => lineChart($(id), { from, to, bucketMs: ov.bucketMs, series, format, yMax, label });
 
