@@ -94,7 +94,7 @@ func TestResultsSQL(t *testing.T) {
 		experiment.MetricReconnectsPerSession:  {1, 4},
 		experiment.MetricAvgConnectionDuration: {240000.0 / 4, 140000.0 / 5},
 		experiment.MetricJobCompletionRate:     {2.0 / 3, 1},
-		experiment.MetricRTTP50:                {30, 200},                  // discrete medians of 10..60 and 100, 200, 300
+		experiment.MetricRTTP50:                {30, 200},                   // discrete medians of 10..60 and 100, 200, 300
 		experiment.MetricHeartbeatsPerConnMin:  {6 / 4.0, 3 / (140.0 / 60)}, // heartbeats / connection minutes
 		experiment.MetricThrottleRate:          {10.0 / 30, 5.0 / 10},
 	}
