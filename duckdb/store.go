@@ -68,14 +68,14 @@ type Store struct {
 	connector *duckdb.Connector
 	db        *sql.DB // queries, DeleteBefore; closes connector
 
-	wmu    sync.Mutex // guards the fields below: Write, Close
-	wconn  driver.Conn
-	app    *duckdb.Appender
-	perm   []int          // perm[i] is the index in columns of the table's column i
-	row    []driver.Value // reused by Write
-	prev   []string       // the strings boxed in row, for its VARCHAR columns
-	rolled map[int64]bool // days (µs, UTC midnight) in rollup_days
-	closed bool
+	wmu      sync.Mutex // guards the fields below: Write, Close
+	wconn    driver.Conn
+	full     *appender      // every column, in the table's order
+	slim     *appender      // slimColumns only
+	perm     []int          // perm[i] is the index in columns of the table's column i
+	slimCols []int          // indexes in columns of slimColumns
+	rolled   map[int64]bool // days (µs, UTC midnight) in rollup_days
+	closed   bool
 }
 
 // column is one column of events: its DuckDB type, the value it gets when a
@@ -199,12 +199,10 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("open %s: writer connection: %w", s.path, err)
 	}
 	s.wconn = wconn
-	if err := s.newAppender(); err != nil {
+	if err := s.newAppenders(); err != nil {
 		wconn.Close()
 		return err
 	}
-	s.row = make([]driver.Value, len(s.perm))
-	s.prev = make([]string, len(s.perm))
 	return nil
 }
 
@@ -267,22 +265,40 @@ func (s *Store) migrate(ctx context.Context) error {
 	for i, h := range have {
 		s.perm[i] = index[h[0]]
 	}
+	// The slim appender leaves the other columns to their defaults: every
+	// column's must be its zero. CREATE TABLE above sets none (a column
+	// with a default would differ from the tables created before it);
+	// this sets them once.
+	for i, h := range have {
+		c := columns[s.perm[i]]
+		if h[2] != "" { // DuckDB writes it its own way: '0', CAST('f' AS BOOLEAN)
+			continue
+		}
+		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE events ALTER COLUMN %s SET DEFAULT %s", c.name, c.zero)); err != nil {
+			return fmt.Errorf("migrate events: default of %s: %w", c.name, err)
+		}
+	}
+	s.slimCols = make([]int, len(slimColumns))
+	for i, n := range slimColumns {
+		s.slimCols[i] = index[n]
+	}
 	return nil
 }
 
-// tableColumns returns events' columns as (name, type) in table order.
-func (s *Store) tableColumns(ctx context.Context) ([][2]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT column_name, data_type FROM duckdb_columns()
+// tableColumns returns events' columns as (name, type, default) in table
+// order.
+func (s *Store) tableColumns(ctx context.Context) ([][3]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT column_name, data_type, coalesce(column_default, '') FROM duckdb_columns()
 		WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'events'
 		ORDER BY column_index`)
 	if err != nil {
 		return nil, fmt.Errorf("read events columns: %w", err)
 	}
 	defer rows.Close()
-	var cols [][2]string
+	var cols [][3]string
 	for rows.Next() {
-		var c [2]string
-		if err := rows.Scan(&c[0], &c[1]); err != nil {
+		var c [3]string
+		if err := rows.Scan(&c[0], &c[1], &c[2]); err != nil {
 			return nil, fmt.Errorf("read events columns: %w", err)
 		}
 		cols = append(cols, c)
@@ -362,11 +378,8 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	var errs []error
-	if s.app != nil {
-		if err := s.app.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close appender: %w", err))
-		}
-		s.app = nil
+	if err := s.closeAppenders(false); err != nil {
+		errs = append(errs, fmt.Errorf("close appenders: %w", err))
 	}
 	if err := s.wconn.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close writer connection: %w", err))

@@ -11,6 +11,7 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/protocol"
+	"github.com/jobcast/jobcast/telemetry"
 )
 
 var (
@@ -129,6 +130,47 @@ func BenchmarkWrite(b *testing.B) {
 			b.ReportMetric(float64(longest.Milliseconds()), "max-write-ms")
 		})
 	}
+}
+
+// BenchmarkIngest measures sustained ingestion the way a node does it:
+// events go into a telemetry.Recorder with its default options and its
+// writer puts them into the store; an op is 4096 realistic events recorded,
+// and events/s counts events committed by the time Stop has flushed the
+// last of them. The producer waits for room in the ring instead of letting
+// it drop, so a backlog builds and the recorder writes bigger batches, as it
+// does under load.
+func BenchmarkIngest(b *testing.B) {
+	batches := benchBatches(64)
+	ctx := context.Background()
+	s, err := duckdb.Open(ctx, filepath.Join(b.TempDir(), "bench.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const ring = 65536 // telemetry.Options' default BufferSize
+	r := telemetry.New(s, telemetry.Options{Node: "bench", BufferSize: ring})
+	r.Start()
+	start := time.Now()
+	for i := 0; b.Loop(); i++ {
+		batch := batches[i%len(batches)]
+		for j := 0; j < len(batch); j += 512 {
+			for r.Stats().Buffered > ring-512 {
+				time.Sleep(100 * time.Microsecond)
+			}
+			for _, e := range batch[j : j+512] {
+				r.Record(e)
+			}
+		}
+	}
+	if err := r.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	st := r.Stats()
+	if st.Dropped != 0 || st.Lost != 0 || st.Written != uint64(b.N*benchBatch) {
+		b.Fatalf("stats %+v, want %d written, none dropped or lost", st, b.N*benchBatch)
+	}
+	b.ReportMetric(float64(st.Written)/elapsed.Seconds(), "events/s")
 }
 
 // BenchmarkBytesPerEvent writes 1M realistic events in batches of 4096,

@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -184,6 +185,37 @@ func TestFullBufferDropsWithoutBlocking(t *testing.T) {
 	}
 	if n := len(store.events()); n != 150 {
 		t.Errorf("wrote %d events, want every recorded one (150)", n)
+	}
+}
+
+// A writer that fell behind takes the backlog in batches of up to
+// MaxBatchSize, bigger than BatchSize, so that a store with a cost per
+// Write catches up.
+func TestBacklogWritesBiggerBatches(t *testing.T) {
+	t.Parallel()
+	store := &memStore{block: make(chan struct{}), entered: make(chan struct{}, 1)}
+	r := telemetry.New(store, telemetry.Options{BufferSize: 1000, BatchSize: 10, MaxBatchSize: 100, FlushInterval: time.Hour})
+	r.Start()
+	for range 10 {
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
+	}
+	<-store.entered // the writer took 10 and is stuck in Write
+	for range 250 {
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat})
+	}
+	close(store.block)
+	waitFor(t, "the backlog", func() bool { return len(store.events()) == 260 })
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	var sizes []int
+	for _, b := range store.batches {
+		sizes = append(sizes, len(b))
+	}
+	if want := []int{10, 100, 100, 50}; !slices.Equal(sizes, want) {
+		t.Errorf("batch sizes %v, want %v", sizes, want)
 	}
 }
 
