@@ -246,7 +246,16 @@ func pagerDutyEvent(routingKey string, n *Notification) map[string]any {
 }
 
 func (p *pagerDutyNotifier) Notify(ctx context.Context, n *Notification) error {
-	return postJSON(ctx, p.client, p.rc.URL, p.rc.Headers, pagerDutyEvent(p.rc.RoutingKey, n))
+	if err := postJSON(ctx, p.client, p.rc.URL, p.rc.Headers, pagerDutyEvent(p.rc.RoutingKey, n)); err != nil {
+		return err
+	}
+	if n.Status == "test" {
+		// A test must not leave an incident open: resolve what it opened.
+		return postJSON(ctx, p.client, p.rc.URL, p.rc.Headers, map[string]any{
+			"routing_key": p.rc.RoutingKey, "dedup_key": pagerDutyDedupKey(n.GroupKey), "event_action": "resolve",
+		})
+	}
+	return nil
 }
 
 // --- generic webhook ---

@@ -3,6 +3,7 @@ package alerting
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,11 @@ func ParseMatcher(s string) (jobcast.Matcher, error) {
 			name := strings.TrimSpace(s[:i])
 			value := strings.TrimSpace(rest[len(op):])
 			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-				value = value[1 : len(value)-1]
+				uq, err := strconv.Unquote(value)
+				if err != nil {
+					return jobcast.Matcher{}, fmt.Errorf("matcher %q: the quoted value is not a valid string: %v", s, err)
+				}
+				value = uq
 			}
 			if !labelRE.MatchString(name) {
 				return jobcast.Matcher{}, fmt.Errorf("matcher %q: label name %q must be letters, digits and _", s, name)
