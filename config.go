@@ -91,6 +91,11 @@ type Config struct {
 	// events beyond it are dropped and counted, never waited for.
 	TelemetryBuffer int `yaml:"telemetryBuffer"`
 
+	// ExperimentsFile is a YAML file of experiments applied at start
+	// (JOBCAST_EXPERIMENTS_FILE; default DATA_DIR/experiments.yaml when it
+	// exists); see docs/experiments.md.
+	ExperimentsFile string `yaml:"experimentsFile"`
+
 	// Errors overrides or extends the error catalog.
 	Errors map[string]CatalogEntry `yaml:"errors"`
 }

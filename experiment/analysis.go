@@ -41,6 +41,20 @@ func (n Num) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, f, 'g', 10, 64), nil
 }
 
+// UnmarshalJSON implements json.Unmarshaler: null reads as NaN.
+func (n *Num) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = Num(math.NaN())
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("number %s: %w", b, err)
+	}
+	*n = Num(f)
+	return nil
+}
+
 // Results is the analysis of one experiment.
 type Results struct {
 	ExperimentID string    `json:"experimentId"`

@@ -49,6 +49,9 @@ type Options struct {
 	// Alerts serves /v1/alerts and everything under it (admin token);
 	// nil leaves them out.
 	Alerts http.Handler
+	// Experiments serves /v1/experiments and everything under it (admin
+	// token); nil leaves them out.
+	Experiments http.Handler
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -95,6 +98,10 @@ func New(opt Options) *API {
 	if opt.Alerts != nil {
 		a.mux.HandleFunc("/v1/alerts", a.admin(opt.Alerts.ServeHTTP))
 		a.mux.HandleFunc("/v1/alerts/", a.admin(opt.Alerts.ServeHTTP))
+	}
+	if opt.Experiments != nil {
+		a.mux.HandleFunc("/v1/experiments", a.admin(opt.Experiments.ServeHTTP))
+		a.mux.HandleFunc("/v1/experiments/", a.admin(opt.Experiments.ServeHTTP))
 	}
 	if opt.Dashboard != nil {
 		a.mux.Handle("/dashboard", opt.Dashboard)

@@ -33,6 +33,7 @@ type serveFlags struct {
 	tokenTTL   time.Duration
 	logLevel   string
 	alertsFile string
+	expFile    string
 }
 
 func newServeFlags(name string) *serveFlags {
@@ -48,6 +49,7 @@ func newServeFlags(name string) *serveFlags {
 	f.fs.DurationVar(&f.tokenTTL, "token-ttl", 0, "client token lifetime (env JOBCAST_TOKEN_TTL, default 1h)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (env JOBCAST_LOG_LEVEL, default info)")
 	f.fs.StringVar(&f.alertsFile, "alerts-config", "", "alert rules and receivers YAML, reloaded on change (env JOBCAST_ALERTS_CONFIG, default DATA_DIR/alerts.yaml if present)")
+	f.fs.StringVar(&f.expFile, "experiments", "", "YAML file of experiments applied at start (env JOBCAST_EXPERIMENTS_FILE, default DATA_DIR/experiments.yaml if present)")
 	return f
 }
 
@@ -105,6 +107,9 @@ func (f *serveFlags) load(env envLookup) (jobcast.Config, string, error) {
 	if set["token-ttl"] {
 		cfg.TokenTTL = f.tokenTTL
 	}
+	if set["experiments"] {
+		cfg.ExperimentsFile = f.expFile
+	}
 	if set["log-level"] {
 		level = f.logLevel
 	}
@@ -138,6 +143,7 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 	str("JOBCAST_NODE_ID", &cfg.NodeID)
 	str("JOBCAST_ADMIN_TOKEN", &cfg.AdminToken)
 	str("JOBCAST_JWT_SECRET", &cfg.JWTSecret)
+	str("JOBCAST_EXPERIMENTS_FILE", &cfg.ExperimentsFile)
 	if v, ok := env("JOBCAST_API_KEYS"); ok && v != "" {
 		cfg.APIKeys = splitList(v)
 	}

@@ -25,6 +25,7 @@ Usage:
   jobcast keys rotate          add a new token signing key to the data dir's key ring
   jobcast query <sub> [flags]  query a running server's telemetry: sql, metric, metrics
   jobcast alerts <sub> [flags] alerts of a running server: list, rules, history, test, silence; check a rules file
+  jobcast experiments <sub>     manage a running server's A/B tests: list, create, update, start, stop, results
   jobcast loadgen [flags]      drive a local server with simulated clients and report the cost
   jobcast version              print the version
 
@@ -55,6 +56,8 @@ func Main(ctx context.Context, args []string, env envLookup, stdout, stderr io.W
 		err = runDemo(ctx, args[1:], env, stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], env, stdout)
+	case "experiments":
+		err = runExperiments(ctx, args[1:], env, stdout, stderr)
 	case "query":
 		err = runQuery(ctx, args[1:], env, stdout, stderr)
 	case "alerts":

@@ -17,6 +17,7 @@ import (
 	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/dashboard"
 	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/experiment"
 	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/httpapi"
 	"github.com/jobcast/jobcast/hub"
@@ -43,9 +44,13 @@ type node struct {
 	// alerts evaluates the alert rules; alertStore persists its state.
 	alerts     *alerting.Service
 	alertStore *sqlite.AlertStore
-	srv        *http.Server
-	ln         net.Listener
-	serveErr   chan error
+	// experiments assigns experiment values to connections; expStore
+	// persists experiments and assignments.
+	experiments *experiment.Service
+	expStore    *sqlite.ExperimentStore
+	srv         *http.Server
+	ln          net.Listener
+	serveErr    chan error
 	// APIKey is the key generated on first start ("" if none was generated).
 	APIKey string
 }
@@ -121,10 +126,15 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	catalog := jobcast.NewCatalog(cfg.Errors)
 	broker := inmem.NewBroker()
 	svc := jobs.New(store, broker, catalog, clock, log)
+	n.experiments, n.expStore, err = startExperiments(ctx, cfg, events, clock, log)
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, err
+	}
 	n.hub = hub.New(hub.Options{
 		Config: cfg, Store: store, Broker: broker, Tokens: tokens,
 		Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID,
-		Recorder: exporter,
+		Recorder: exporter, Params: n.experiments,
 	})
 	exporter.WatchHub(n.hub)
 	svc.SetTelemetry(exporter, n.hub.ThrottledCount)
@@ -156,6 +166,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		Config: cfg, Jobs: svc, Hub: n.hub, Tokens: tokens, APIKeys: apiKeys,
 		Clock: clock, Log: log, Metrics: exporter.Handler(), Telemetry: events,
 		MetricsLib: metricsLib, GraphQL: graphql, Dashboard: dash, Alerts: n.alerts.Handler(),
+		Experiments: n.experiments.Handler(),
 		Ready: func() error {
 			_, err := store.GetJob(context.Background(), "readyz-probe")
 			if errors.Is(err, jobcast.ErrJobNotFound) {
@@ -231,7 +242,14 @@ func (n *node) closeStores(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close alert store: %w", err))
 		}
 	}
-	n.retention.Stop()
+	if n.expStore != nil {
+		if err := n.expStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close experiment store: %w", err))
+		}
+	}
+	if n.retention != nil { // nil when a part started before it failed
+		n.retention.Stop()
+	}
 	n.evRetain.Stop()
 	if err := n.recorder.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("flush telemetry: %w", err))
