@@ -106,3 +106,25 @@ func BenchmarkPongDecode(b *testing.B) {
 		}
 	})
 }
+
+// TestPingFrameMatchesEnvelope checks the hand-built ping against the
+// general envelope encoder for ordinary and awkward ids.
+func TestPingFrameMatchesEnvelope(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ jobID, pipeline string }{
+		{"job-1", "csv_import"},
+		{"", ""},
+		{`we"ird\id<&>`, "pipe\u2028line"},
+		{"ünïcode", "tab\there"},
+	}
+	for _, tt := range tests {
+		c := &conn{jobID: tt.jobID, pipeline: tt.pipeline}
+		got := c.pingFrame(1764133200100, 1764133200123)
+		raw, _ := json.Marshal(&protocol.Ping{ServerTime: 1764133200100})
+		want, _ := json.Marshal(&protocol.Envelope{V: protocol.Version, Type: protocol.TypePing,
+			JobID: tt.jobID, Pipeline: tt.pipeline, TS: 1764133200123, Payload: raw})
+		if !bytes.Equal(got, want) {
+			t.Errorf("%q/%q:\n got %s\nwant %s", tt.jobID, tt.pipeline, got, want)
+		}
+	}
+}
