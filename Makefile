@@ -4,7 +4,7 @@ PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-race lint bench bench-idle bench-smoke fuzz demo clean
+.PHONY: help build test test-race lint bench bench-idle bench-load bench-smoke fuzz demo clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ bench: ## run the benchmarks (see docs/benchmarks.md)
 
 bench-idle: ## memory per idle connection at 10,000 connections (a second process)
 	JOBCAST_BENCH_IDLE=1 $(GO) test -run='^$$' -bench=IdleConnections -benchtime=1x -v ./bench/
+
+bench-load: ## jobcast loadgen scenarios against a server process (docs/loadgen.md); SCENARIOS= picks some
+	bench/load.sh $(SCENARIOS)
 
 bench-smoke: ## run every benchmark once, so none can rot
 	$(GO) test -run='^$$' -bench=. -benchtime=1x $(PKGS)

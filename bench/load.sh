@@ -6,12 +6,12 @@
 #   bench/load.sh [scenario...]     # idle fanout fanout-half throttled churn chaos (default: all)
 #
 # Environment: JOBCAST_BIN (a built jobcast; default: go build one),
-# OUT (report directory, default bench/results), RATE (fan-out events/s per
+# OUT (report directory, default $TMPDIR/jobcast-bench-load), RATE (fan-out events/s per
 # job at saturation, default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${OUT:-bench/results}
+OUT=${OUT:-${TMPDIR:-/tmp}/jobcast-bench-load}
 RATE=${RATE:-6}
 mkdir -p "$OUT"
 BIN=${JOBCAST_BIN:-}
