@@ -237,9 +237,20 @@ func ParseConfig(data []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return c, yamlError(err)
 	}
 	return c, nil
+}
+
+// quoted matches the values yaml.v3 quotes in its errors ("cannot
+// unmarshal !!str `smtp://u:pass@…` into …").
+var quoted = regexp.MustCompile("`[^`]*`")
+
+// yamlError is a YAML decoding error without the values it quotes: a
+// value in the wrong place may be a secret, and the error reaches the log
+// and the API.
+func yamlError(err error) error {
+	return errors.New(quoted.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "a value"))
 }
 
 // withDefaults fills zero fields.

@@ -47,6 +47,8 @@ func TestCheck(t *testing.T) {
 		{name: "receiver problems", doc: "receivers:\n  - {name: s, type: slack, url: 'ftp://hooks.example/secret-token'}\n  - {name: p, type: pagerduty}\n  - {name: m, type: email, url: 'smtp://u:hunter2@mail.example:587'}\n  - {name: w, type: carrier-pigeon}\n",
 			want: []string{`receiver "s": url (the Slack incoming webhook) must be a http or https URL with a host`, `receiver "p": routingKey is required`,
 				`receiver "m": to is required`, `receiver "m": from is required`, `receiver "w": type "carrier-pigeon" must be one of slack`}},
+		{name: "a misplaced secret is not echoed", doc: "receivers:\n  - {name: m, type: email, url: x, to: 'smtp://u:hunter2@mail.example', from: a}\n",
+			want: []string{"cannot unmarshal !!str a value into []string"}},
 		{name: "route to an unknown receiver", doc: "routes:\n  - {receiver: nobody, matchers: ['severity=critical']}\n", want: []string{`route #1: unknown receiver "nobody"`}},
 		{name: "bad matcher", doc: "receivers: [{name: w, type: webhook, url: 'http://x.example'}]\nroutes:\n  - {receiver: w, matchers: ['severity']}\n",
 			want: []string{`route #1: matcher "severity" must be name=value`}},
