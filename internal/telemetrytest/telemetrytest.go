@@ -55,6 +55,7 @@ func RunStoreTests(t *testing.T, open func(t *testing.T) jobcast.TelemetryStore)
 		{"SampleIntervalZeroIsOne", testSampleIntervalZeroIsOne},
 		{"QueryArgsAndTypes", testQueryArgsAndTypes},
 		{"DeleteBeforeBoundaries", testDeleteBefore},
+		{"RollupKeepsEvents", testRollup},
 		{"UntrustedSelect", testUntrustedSelect},
 		{"UntrustedRefusals", testUntrustedRefusals},
 		{"UntrustedRowLimit", testUntrustedRowLimit},
@@ -351,6 +352,49 @@ func testDeleteBefore(t *testing.T, s jobcast.TelemetryStore) {
 	write(t, s, jobcast.Event{TS: base.Add(time.Second), Event: "e"})
 	if n := count(t, s); n != 3 {
 		t.Errorf("count = %d, want 3", n)
+	}
+}
+
+// testRollup: Rollup builds each ended day once (a store that keeps no
+// rollups, or keeps them on insert, builds none), never a day that has not
+// ended, and changes no event; late events, retention and Rollup interleave
+// without errors.
+func testRollup(t *testing.T, s jobcast.TelemetryStore) {
+	ctx := context.Background()
+	day := base.Truncate(24 * time.Hour)
+	write(t, s,
+		jobcast.Event{TS: day.Add(-47 * time.Hour), Event: "a", JobID: "j1"},
+		jobcast.Event{TS: day.Add(-25 * time.Hour), Event: "b", JobID: "j1"},
+		jobcast.Event{TS: day.Add(-time.Hour), Event: "c", JobID: "j2"},
+		jobcast.Event{TS: day.Add(time.Hour), Event: "d", JobID: "j2"},
+	)
+	first, err := s.Rollup(ctx, day)
+	if err != nil {
+		t.Fatalf("Rollup: %v", err)
+	}
+	if first != 0 && first != 2 {
+		t.Errorf("Rollup built %d days, want 2 (the two ended days with events) or 0 (no rollups to build)", first)
+	}
+	if n, err := s.Rollup(ctx, day); err != nil || n != 0 {
+		t.Errorf("Rollup again = %d, %v; want 0, nil", n, err)
+	}
+	if n := count(t, s); n != 4 {
+		t.Errorf("count after Rollup = %d, want 4", n)
+	}
+	// A late event of a built day.
+	write(t, s, jobcast.Event{TS: day.Add(-30 * time.Minute), Event: "e", JobID: "j3"})
+	if n, err := s.Rollup(ctx, day); err != nil || (n != 0 && n != 1) || (first == 0) != (n == 0) {
+		t.Errorf("Rollup after a late event = %d, %v; want 1 (or 0 without rollups)", n, err)
+	}
+	if n, err := s.DeleteBefore(ctx, day.Add(-36*time.Hour)); err != nil || n != 1 {
+		t.Errorf("DeleteBefore = %d, %v; want 1", n, err)
+	}
+	if _, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil {
+		t.Errorf("Rollup after DeleteBefore: %v", err)
+	}
+	rows := query(t, s, "SELECT event FROM events ORDER BY ts")
+	if got := fmt.Sprint(rows.Rows); got != "[[b] [c] [e] [d]]" {
+		t.Errorf("events %s, want [[b] [c] [e] [d]]", got)
 	}
 }
 
