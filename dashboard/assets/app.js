@@ -151,7 +151,7 @@ function bar(value, max, text, bad) {
   wrap.className = 'barcell';
   const b = document.createElement('div');
   b.className = bad ? 'bar bad' : 'bar';
-  b.style.width = `${max > 0 && value ? Math.max(2, (value / max) * 100) : 0}px`;
+  b.style.width = `${max > 0 && value ? Math.max(2, (value / max) * 64) : 0}px`;
   const s = document.createElement('span');
   s.textContent = text;
   wrap.append(b, s);
@@ -189,7 +189,7 @@ function render(ov) {
     { title: 'Failed', num: true, get: (r) => fmt.count(r.connectFailures) },
     { title: 'Success', num: true, get: (r) => fmt.ratio(r.successRate) },
     { title: 'Avg duration', num: true, get: (r) => fmt.ms(r.avgDurationMs) },
-    { title: 'Reconn./session', num: true, get: (r) => fmt.decimal(r.reconnectsPerSession) },
+    { title: 'Reconnects per session', num: true, get: (r) => fmt.decimal(r.reconnectsPerSession) },
   ], h.byNetworkType || [], { id: 'table-health-network' });
   chart('chart-connections', 'Connections per bucket', [{ name: 'connections', color: COLORS.blue, points: pts(h.connectionsTrend) }], (v, axis) => axis ? fmt.countAxis(v) : fmt.count(v));
   chart('chart-success-rate', 'Connection success rate', [{ name: 'success rate', color: COLORS.green, points: pts(h.successRateTrend) }], (v, axis) => axis ? fmt.ratioAxis(v) : fmt.ratio(v), 1);
@@ -230,7 +230,7 @@ function render(ov) {
 
   // Throughput.
   const t = ov.throughput;
-  setKPI('kpi-message-rate', t.messageRate, fmt.perSec, defs.message_rate);
+  setKPI('kpi-message-rate', t.messageRate, fmt.decimal, defs.message_rate);
   setKPI('kpi-bytes-per-message', t.bytesPerMessage, fmt.bytes, defs.bytes_per_message);
   setKPI('kpi-throttle-rate', t.throttleRate, fmt.ratio, defs.throttle_rate);
   table($('throughput-pipelines'), [
@@ -239,7 +239,7 @@ function render(ov) {
     { title: 'Started', num: true, get: (r) => fmt.count(r.started) },
     { title: 'Completed', num: true, get: (r) => fmt.count(r.completed) },
     { title: 'Failed', num: true, get: (r) => fmt.count(r.failed) },
-    { title: 'Completion', num: true, get: (r) => fmt.ratio(r.completionRate) },
+    { title: 'Compl. rate', num: true, get: (r) => fmt.ratio(r.completionRate) },
   ], t.pipelines || [], { id: 'table-pipelines', empty: 'No jobs in this range' });
   chart('chart-message-rate', 'Messages per second', [{ name: 'messages/s', color: COLORS.purple, points: pts(t.messageRateTrend) }], (v, axis) => axis ? fmt.perSecAxis(v) : fmt.perSec(v));
 

@@ -22,7 +22,7 @@ func main() {
 	token := flag.String("token", "", "the admin token (default: $JOBCAST_ADMIN_TOKEN)")
 	out := flag.String("out", "dashboard.png", "the PNG to write")
 	query := flag.String("query", "range=1h", "the dashboard's query: range and filters")
-	inspect := flag.Bool("inspect", true, "open the first live job in the job inspector")
+	inspect := flag.Bool("inspect", false, "open the first live job in the job inspector (shown with -full)")
 	width := flag.Int("width", 1440, "viewport width")
 	height := flag.Int("height", 900, "viewport height")
 	full := flag.Bool("full", false, "capture the whole page, not just the viewport")
@@ -78,8 +78,11 @@ func run(base, token, query, out, chromium string, width, height int, inspect, f
 			return err
 		}))
 	}
-	// Let the charts settle after the last update.
-	steps = append(steps, chromedp.Sleep(500*time.Millisecond))
+	// Back to the top, and let the charts settle after the last update.
+	steps = append(steps, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)(ctx, t)
+		return err
+	}), chromedp.Sleep(500*time.Millisecond))
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		return err
 	}
