@@ -151,7 +151,7 @@ function bar(value, max, text, bad) {
   wrap.className = 'barcell';
   const b = document.createElement('div');
   b.className = bad ? 'bar bad' : 'bar';
-  b.style.width = `${max > 0 && value ? Math.max(2, (value / max) * 64) : 0}px`;
+  b.style.width = `${max > 0 && value ? Math.max(2, (value / max) * 56) : 0}px`;
   const s = document.createElement('span');
   s.textContent = text;
   wrap.append(b, s);
@@ -202,9 +202,9 @@ function render(ov) {
   table($('errors-top'), [
     { title: 'Code', get: (r) => r.code || '(none)' },
     { title: 'Provider', get: (r) => r.provider || '—' },
-    { title: 'Retryable', get: (r) => { const s = document.createElement('span'); s.className = r.retryable ? 'retry-yes' : 'retry-no'; s.textContent = r.retryable ? 'yes' : 'no'; return s; } },
+    { title: 'Retry', get: (r) => { const s = document.createElement('span'); s.className = r.retryable ? 'retry-yes' : 'retry-no'; s.textContent = r.retryable ? 'yes' : 'no'; return s; } },
     { title: 'Count', get: (r) => bar(r.count, maxErr, fmt.count(r.count), true) },
-    { title: 'Sessions', num: true, get: (r) => fmt.count(r.sessions) },
+    { title: 'Jobs', num: true, get: (r) => fmt.count(r.sessions) },
   ], e.top || [], { id: 'table-errors', empty: 'No errors in this range' });
   chart('chart-error-rate', 'Error rate', [{ name: 'error rate', color: COLORS.red, points: pts(e.errorRateTrend) }], (v, axis) => axis ? fmt.ratioAxis(v) : fmt.ratio(v), 1);
 
