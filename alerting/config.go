@@ -376,12 +376,11 @@ func compile(c Config, apiRules []Rule) (*compiled, error) {
 	for i, rules := range [][]Rule{c.Rules, apiRules} {
 		src := []string{"file", "API"}[i]
 		seen := map[string]bool{}
-		for j, r := range rules {
+		for _, r := range rules {
 			if seen[r.Name] && r.Name != "" {
 				bad("%s rule %q: defined twice", src, r.Name)
 			}
 			seen[r.Name] = true
-			_ = j
 		}
 	}
 	var all []*compiledRule

@@ -194,9 +194,8 @@ func TestDefaultRulesEvaluateCleanly(t *testing.T) {
 	h := newHarness(t, alerting.Config{})
 	now := h.clock.Now().Add(-time.Second)
 	var evs []jobcast.Event
-	for i := range 12 {
+	for range 12 {
 		evs = append(evs, jobcast.Event{TS: now, Event: jobcast.EventReconnected, JobID: "r", Pipeline: "csv_import"})
-		_ = i
 	}
 	evs = append(evs,
 		jobcast.Event{TS: now, Event: jobcast.EventDisconnected, JobID: "r", DurationMs: 2000, ThrottledCount: 9, ProgressSent: 1},

@@ -2,7 +2,6 @@ package alerting_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -553,5 +552,4 @@ func TestReceiverTest(t *testing.T) {
 	if recs[0].Status != "test" || recs[1].Outcome != jobcast.NotifyFailed || strings.Contains(recs[1].Error, "secret") {
 		t.Fatalf("history %+v", recs)
 	}
-	_ = context.Background
 }
