@@ -54,7 +54,18 @@ type Query {
 
   "This node's live figures: open connections and totals since it started."
   live: Live!
+
+  """
+  An experiment's analysis (SPEC §7): per arm units, estimates with 95 %
+  intervals, lifts, p-values (Holm-corrected), the sample-ratio check and
+  verdicts; the same document as GET /v1/experiments/{id}/results
+  (docs/experiments.md).
+  """
+  experimentResults(id: String!): JSON!
 }
+
+"A JSON document, passed through as it is."
+scalar JSON
 
 "An instant, RFC 3339: 2026-01-05T10:00:00Z (fractions and offsets allowed)."
 scalar Time

@@ -82,6 +82,9 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 		defer cancel()
 		_ = n.shutdown(sctx)
 	}()
+	if err := startDemoExperiment(ctx, n, stdout); err != nil {
+		return err
+	}
 	admin := n.cfg.AdminToken
 	base := n.URL()
 	fmt.Fprintf(stdout, `jobcast demo: an embedded node with simulated producers and mobile clients.

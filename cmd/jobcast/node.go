@@ -141,7 +141,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	n.retention = jobs.NewRetention(store, clock, log, cfg.JobRetention)
 	n.retention.Start()
 	metricsLib := metrics.New(events)
-	graphql, err := gql.NewHandler(metricsLib, n.hub, gql.WithLog(log), gql.WithClock(clock))
+	graphql, err := gql.NewHandler(metricsLib, n.hub, gql.WithLog(log), gql.WithClock(clock), gql.WithExperiments(n.experiments))
 	if err != nil {
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("GraphQL schema: %w", err)
