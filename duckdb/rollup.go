@@ -50,7 +50,8 @@ const day = 24 * time.Hour
 // such day's rows aggregate all of its events. A Write with events of a
 // rolled-up day (late or out of order) deletes that day's rollups in its own
 // transaction; DeleteBefore deletes those of the days it empties and of the
-// day it cuts; Rollup rebuilds the missing days.
+// day it cuts; Rollup rebuilds the missing days. (Rows of a day not in
+// rollup_days, left by an abandoned build, are never read.)
 var rollupSchema = []string{
 	`CREATE TABLE IF NOT EXISTS rollup_days (day TIMESTAMP NOT NULL, jobs BIGINT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS rollup_state (gen BIGINT NOT NULL)`,
@@ -125,9 +126,6 @@ var buildDay = []string{
 		`SELECT make_timestamp($1), 'os_version', os_version, bin, CAST(sum(w) AS BIGINT) FROM rollup_rtt_bins WHERE day = make_timestamp($1) GROUP BY os_version, bin`,
 		`SELECT make_timestamp($1), 'network_type', network_type, bin, CAST(sum(w) AS BIGINT) FROM rollup_rtt_bins WHERE day = make_timestamp($1) GROUP BY network_type, bin`,
 	}, "\n\tUNION ALL "),
-	`INSERT INTO rollup_days SELECT make_timestamp($1), count(DISTINCT job_id)
-	FROM events WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2) AND job_id <> ''`,
-	`UPDATE rollup_state SET gen = gen + 1`,
 }
 
 // dayOf returns the start of t's UTC day in microseconds since the epoch.
@@ -158,19 +156,23 @@ func (s *Store) loadRolled(ctx context.Context) error {
 	return rows.Err()
 }
 
-// lateDays returns the rolled-up days that events fall in, sorted.
+// lateDays returns the rolled-up days that events fall in, sorted, and
+// marks the day being built dirty when one of them falls in it.
 func (s *Store) lateDays(events []jobcast.Event) []int64 {
-	if len(s.rolled) == 0 {
+	if len(s.rolled) == 0 && s.building == noDay {
 		return nil
 	}
 	var late []int64
-	last := int64(-1 << 63)
+	last := int64(noDay)
 	for i := range events {
 		d := dayOf(events[i].TS)
 		if d == last {
 			continue // batches come in time order: one day check per day
 		}
 		last = d
+		if d == s.building {
+			s.buildDirty = true
+		}
 		if s.rolled[d] && !slices.Contains(late, d) {
 			late = append(late, d)
 		}
@@ -238,50 +240,97 @@ func (s *Store) Rollup(ctx context.Context, before time.Time) (int, error) {
 }
 
 // rollupDay builds day d (µs) unless it is built; it reports whether it
-// built it.
+// built it. The aggregation runs on a connection of its own, without the
+// writer's lock, so Writes go on meanwhile; its rows stay invisible to
+// metrics until the day is added to rollup_days, which happens under the
+// lock, and only if no Write or DeleteBefore touched the day since the
+// build began (they set s.buildDirty). A day whose build is abandoned that
+// way, or cut short by a crash, keeps rows that no query reads (metrics
+// read only days in rollup_days) until its next build deletes them.
 func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
+	s.wmu.Lock()
+	if s.closed {
+		s.wmu.Unlock()
+		return false, errClosed
+	}
+	if s.rolled[d] {
+		s.wmu.Unlock()
+		return false, nil
+	}
+	// From here on a Write with an event of d, committed after the build's
+	// snapshot or not, marks the build dirty.
+	s.building, s.buildDirty = d, false
+	s.wmu.Unlock()
+	defer func() {
+		s.wmu.Lock()
+		s.building = noDay
+		s.wmu.Unlock()
+	}()
+	name := time.UnixMicro(d).UTC().Format(time.DateOnly)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("rollup %s: %w", name, err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("rollup %s: begin: %w", name, err)
+	}
+	defer tx.Rollback()
+	for _, t := range rollupTables[:len(rollupTables)-1] { // not rollup_days
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t+" WHERE day = make_timestamp($1)", d); err != nil {
+			return false, fmt.Errorf("rollup %s: %w", name, err)
+		}
+	}
+	for _, stmt := range buildDay {
+		var args []any
+		switch {
+		case strings.Contains(stmt, "$2"):
+			args = []any{d, d + day.Microseconds()}
+		case strings.Contains(stmt, "$1"):
+			args = []any{d}
+		}
+		if _, err := tx.ExecContext(ctx, stmt, args...); err != nil {
+			return false, fmt.Errorf("rollup %s: %w", name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("rollup %s: commit: %w", name, err)
+	}
+	var jobs int64
+	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(job), 0) FROM rollup_jobs WHERE day = make_timestamp($1)", d).Scan(&jobs); err != nil {
+		return false, fmt.Errorf("rollup %s: %w", name, err)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {
 		return false, errClosed
 	}
-	if s.rolled[d] {
-		return false, nil
+	if s.buildDirty {
+		return false, nil // the next Rollup builds it again
 	}
 	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 		s.exec(context.Background(), "ROLLBACK")
-		return false, fmt.Errorf("rollup: begin: %w", err)
+		return false, fmt.Errorf("rollup %s: begin: %w", name, err)
 	}
-	args := []driver.NamedValue{{Ordinal: 1, Value: d}, {Ordinal: 2, Value: d + day.Microseconds()}}
-	for _, t := range rollupTables {
-		// Rows of an earlier build of d that a Write dropped are gone
-		// already; this is for a build cut short before its commit, which
-		// leaves nothing either, and costs one zone-map probe.
-		if err := s.execArgs(ctx, "DELETE FROM "+t+" WHERE day = make_timestamp($1)", args[:1]); err != nil {
-			s.exec(context.Background(), "ROLLBACK")
-			return false, fmt.Errorf("rollup %s: %w", time.UnixMicro(d).UTC().Format(time.DateOnly), err)
-		}
+	err = s.execArgs(ctx, "INSERT INTO rollup_days VALUES (make_timestamp($1), $2)",
+		[]driver.NamedValue{{Ordinal: 1, Value: d}, {Ordinal: 2, Value: jobs}})
+	if err == nil {
+		err = s.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
 	}
-	for _, stmt := range buildDay {
-		n := args
-		if !strings.Contains(stmt, "$2") {
-			n = args[:1]
-		}
-		if !strings.Contains(stmt, "$1") {
-			n = nil
-		}
-		if err := s.execArgs(ctx, stmt, n); err != nil {
-			s.exec(context.Background(), "ROLLBACK")
-			return false, fmt.Errorf("rollup %s: %w", time.UnixMicro(d).UTC().Format(time.DateOnly), err)
-		}
+	if err == nil {
+		err = s.exec(context.Background(), "COMMIT")
 	}
-	if err := s.exec(context.Background(), "COMMIT"); err != nil {
+	if err != nil {
 		s.exec(context.Background(), "ROLLBACK")
-		return false, fmt.Errorf("rollup %s: commit: %w", time.UnixMicro(d).UTC().Format(time.DateOnly), err)
+		return false, fmt.Errorf("rollup %s: %w", name, err)
 	}
 	s.rolled[d] = true
 	return true, nil
 }
+
+// noDay is Store.building when no day is being built.
+const noDay = -1 << 63
 
 func (s *Store) execArgs(ctx context.Context, stmt string, args []driver.NamedValue) error {
 	_, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, stmt, args)

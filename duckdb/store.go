@@ -75,7 +75,10 @@ type Store struct {
 	perm     []int          // perm[i] is the index in columns of the table's column i
 	slimCols []int          // indexes in columns of slimColumns
 	rolled   map[int64]bool // days (µs, UTC midnight) in rollup_days
-	closed   bool
+	building int64          // the day Rollup is building, or noDay
+	// buildDirty is set when a Write or DeleteBefore touches building.
+	buildDirty bool
+	closed     bool
 }
 
 // column is one column of events: its DuckDB type, the value it gets when a
@@ -171,7 +174,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s := &Store{path: path, connector: connector, db: sql.OpenDB(connector)}
+	s := &Store{path: path, connector: connector, db: sql.OpenDB(connector), building: noDay}
 	if err := s.init(ctx); err != nil {
 		s.db.Close() // closes connector
 		return nil, err
@@ -342,6 +345,9 @@ func (s *Store) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
 			drop = append(drop, d)
 		}
 	}
+	if s.building != noDay && s.building < us {
+		s.buildDirty = true
+	}
 	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 		s.exec(context.Background(), "ROLLBACK")
 		return 0, fmt.Errorf("delete events: begin: %w", err)
@@ -351,6 +357,16 @@ func (s *Store) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()
+	}
+	if err == nil {
+		// Every rollup row of the days before t's, rolled up or left by
+		// an abandoned build; and the rollups of t's day if t cuts it.
+		for _, tbl := range rollupTables {
+			if err = s.execArgs(ctx, "DELETE FROM "+tbl+" WHERE day < make_timestamp($1)",
+				[]driver.NamedValue{{Ordinal: 1, Value: dayOf(t)}}); err != nil {
+				break
+			}
+		}
 	}
 	if err == nil {
 		err = s.dropDays(ctx, drop)

@@ -17,6 +17,11 @@ import (
 // uniqExactIf(col, cond), and quantileExactWeighted(level)(value,
 // sample_interval), whose definition (the smallest value whose cumulative
 // weight reaches level·Σw) is the one weightedQuantile implements here.
+//
+// A dialect whose store keeps daily rollups also implements rollupDialect
+// (rollup.go), which says how they map onto ClickHouse: materialized views
+// into SummingMergeTree and AggregatingMergeTree tables (uniqExact states
+// for the distinct-job counts), kept on insert, with a TTL for retention.
 type dialect interface {
 	// timeArg returns the SQL for a bound time argument comparable with the
 	// ts column and the value to bind to its placeholder.

@@ -18,7 +18,30 @@ var rollupDims = []string{"pipeline", "app_version", "os_version", "network_type
 
 // rollupDialect is a dialect whose store keeps the daily rollup tables
 // described in package duckdb (rollup_days, rollup_state, rollup_events,
-// rollup_jobs, rollup_rtt_bins, rollup_rtt).
+// rollup_jobs, rollup_rtt_bins, rollup_rtt, rollup_dim_jobs,
+// rollup_dim_rtt_bins). The library reads them for the whole days that
+// rollup_days lists and events for the rest, so an answer never depends on
+// whether a day was rolled up.
+//
+// In ClickHouse the same rollups are materialized views on events, kept by
+// the engine on every insert, so every day is always "rolled up" (a
+// dialect there would plan with all whole days and no generation check):
+//   - rollup_events: a SummingMergeTree ordered by (day, event, pipeline,
+//     app_version, os_version, network_type), its view summing
+//     sample_interval, the token-expired weight and x·sample_interval;
+//     queries sum() again, as here, since merges are eventual.
+//   - rollup_jobs and rollup_dim_jobs: an AggregatingMergeTree per (day,
+//     dimensions) holding uniqExactState(job_id) and
+//     uniqExactIfState(job_id, errored | connected), read with
+//     uniqExactMerge: the merge of exact distinct sets, where DuckDB needs
+//     the per-day job numbers and a bitstring per group.
+//   - rollup_rtt_bins and rollup_rtt: a SummingMergeTree of weights per
+//     (day, dimensions, bin) and per (day, bin, dimensions, rtt_ms);
+//     quantileExactWeighted over the latter is exact as is, or the same
+//     two passes as here.
+//
+// Retention there is a TTL on day, which drops events and rollups of a day
+// together.
 type rollupDialect interface {
 	dialect
 	// dayBucket is bucketStart for col, the day column of a rollup table.
