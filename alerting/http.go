@@ -68,7 +68,10 @@ func (s *Service) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	at := s.lastEval
 	s.mu.Unlock()
-	httputil.WriteJSON(w, http.StatusOK, map[string]any{"alerts": s.Alerts(), "evaluatedAt": at})
+	httputil.WriteJSON(w, http.StatusOK, struct {
+		Alerts      []AlertStatus `json:"alerts"`
+		EvaluatedAt time.Time     `json:"evaluatedAt,omitzero"`
+	}{s.Alerts(), at})
 }
 
 func (s *Service) handleRules(w http.ResponseWriter, r *http.Request) {

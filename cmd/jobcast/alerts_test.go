@@ -12,8 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/client"
+	"github.com/jobcast/jobcast/protocol"
 )
 
 // TestAlertsCLI runs serve with a Slack receiver from the environment and
@@ -146,5 +149,94 @@ func TestAlertSettingsFromEnv(t *testing.T) {
 		if _, err := loadAlertSettings("", cfg, mapEnv(bad)); err == nil {
 			t.Errorf("accepted %v", bad)
 		}
+	}
+}
+
+// TestServeAlertSurvivesRestart runs the real serve: a job's error fires the
+// default error-rate rule to a webhook from JOBCAST_ALERT_WEBHOOK_URL; after
+// a restart the alert is still firing and nothing is sent again.
+func TestServeAlertSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var bodies []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	sent := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), bodies...)
+	}
+	dir := t.TempDir()
+	env := map[string]string{
+		"JOBCAST_ADMIN_TOKEN":         "restart-admin-token-0123456789",
+		"JOBCAST_API_KEYS":            "restart-api-key-0123456789",
+		"JOBCAST_ALERT_WEBHOOK_URL":   hook.URL,
+		"JOBCAST_ALERT_EVAL_INTERVAL": "1s",
+	}
+	stdout, stderr, stop := runMain(t, []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, env)
+	base := stdout.waitFor(t, servingRE)[1]
+	p := client.NewProducer(base, env["JOBCAST_API_KEYS"])
+	tk, err := p.CreateJob(context.Background(), client.CreateJobRequest{Pipeline: "ai_scan", TotalCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SendEvents(context.Background(), tk.JobID, []protocol.ProducerEvent{
+		client.NewEvent("started", map[string]any{"totalCount": 3}),
+		client.NewEvent("error", map[string]any{"code": "E_GEMINI_TIMEOUT"}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(sent()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no notification; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b := sent()[0]; !strings.Contains(b, `"status":"firing"`) || !strings.Contains(b, "error_rate_high") {
+		t.Fatalf("webhook got %s", b)
+	}
+	if rc := stop(); rc != 0 {
+		t.Fatalf("serve exited %d: %s", rc, stderr.String())
+	}
+
+	stdout2, stderr2, _ := runMain(t, []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, env)
+	base = stdout2.waitFor(t, servingRE)[1]
+	// Wait for three evaluations after the restart.
+	var evals []string
+	deadline = time.Now().Add(15 * time.Second)
+	for len(evals) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("evaluations after restart: %v; stderr:\n%s", evals, stderr2.String())
+		}
+		status, body := call(t, "GET", base+"/v1/alerts", env["JOBCAST_ADMIN_TOKEN"], "")
+		var out struct {
+			EvaluatedAt string `json:"evaluatedAt"`
+			Alerts      []struct {
+				Rule, State string
+			} `json:"alerts"`
+		}
+		if status != 200 || json.Unmarshal([]byte(body), &out) != nil {
+			t.Fatalf("GET /v1/alerts: %d %s", status, body)
+		}
+		firing := false
+		for _, a := range out.Alerts {
+			firing = firing || (a.Rule == "error_rate_high" && a.State == "firing")
+		}
+		if !firing {
+			t.Fatalf("after restart error_rate_high is not firing: %s", body)
+		}
+		if out.EvaluatedAt != "" && (len(evals) == 0 || evals[len(evals)-1] != out.EvaluatedAt) {
+			evals = append(evals, out.EvaluatedAt)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(sent()); n != 1 {
+		t.Fatalf("%d notifications after the restart, want the 1 from before: %v", n, sent())
 	}
 }
