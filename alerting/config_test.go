@@ -273,3 +273,19 @@ func TestDocsExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidStoredAPIRules: rules stored through the API that no longer
+// validate do not keep the service from starting; they are reported.
+func TestInvalidStoredAPIRules(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, alerting.Config{})
+	if err := h.store.SetAPIRules(t.Context(), "rules:\n  - {name: x, metric: renamed_metric, window: 1m, op: '>', threshold: 1, severity: info}\n"); err != nil {
+		t.Fatal(err)
+	}
+	h.close()
+	h.open()
+	v := h.svc.Rules()
+	if len(v.Rules) != 7 || !strings.Contains(v.ReloadError, `unknown metric "renamed_metric"`) {
+		t.Fatalf("rules %d, reload error %q", len(v.Rules), v.ReloadError)
+	}
+}

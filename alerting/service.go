@@ -138,6 +138,16 @@ func New(ctx context.Context, opt Options) (*Service, error) {
 		s.fileStamp = stamp
 	}
 	cc, err := compile(fileCfg.Merge(opt.Config), s.apiRules)
+	if err != nil && len(s.apiRules) > 0 {
+		// Rules stored through the API that this version refuses (a metric
+		// renamed, say) must not keep the node from starting: run without
+		// them and say so.
+		if cc2, err2 := compile(fileCfg.Merge(opt.Config), nil); err2 == nil {
+			opt.Log.Error("alerting: the rules set through the API are not valid and not in force; PUT /v1/alerts/rules to fix them", "err", err)
+			s.reloadErr = "the rules set through the API are not in force: " + err.Error()
+			s.apiRules, cc, err = nil, cc2, nil
+		}
+	}
 	if err != nil {
 		if opt.File != "" {
 			return nil, fmt.Errorf("alerting: %s: %w", opt.File, err)
