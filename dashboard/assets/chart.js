@@ -109,19 +109,29 @@ function render(container, opts) {
   el('line', { class: 'axisline', x1: M.left, x2: M.left + iw, y1: M.top + ih, y2: M.top + ih }, axis);
 
   const summary = [];
+  const partial = (p) => p.t + bucketMs > to; // the bucket still filling
   for (const s of series) {
     // A gap longer than one bucket breaks the line: no value is not zero.
+    // The segment into the bucket still filling is dashed: its value is
+    // so far, not final.
     let d = '';
+    let dashed = '';
     let prev = null;
     const singles = [];
     s.points.forEach((p, i) => {
       const joined = prev !== null && p.t - prev.t <= bucketMs;
-      d += `${joined ? 'L' : 'M'}${x(Math.max(p.t, from)).toFixed(1)},${y(p.v).toFixed(1)}`;
+      const pt = `${x(Math.max(p.t, from)).toFixed(1)},${y(p.v).toFixed(1)}`;
+      if (joined && partial(p)) {
+        dashed = `M${x(Math.max(prev.t, from)).toFixed(1)},${y(prev.v).toFixed(1)}L${pt}`;
+      } else {
+        d += `${joined ? 'L' : 'M'}${pt}`;
+      }
       const next = s.points[i + 1];
       if (!joined && !(next && next.t - p.t <= bucketMs)) singles.push(p);
       prev = p;
     });
     if (d) el('path', { d, fill: 'none', stroke: s.color, 'stroke-width': 2, 'stroke-linejoin': 'round' }, svg);
+    if (dashed) el('path', { d: dashed, fill: 'none', stroke: s.color, 'stroke-width': 2, 'stroke-dasharray': '3 3' }, svg);
     for (const p of singles) el('circle', { cx: x(Math.max(p.t, from)), cy: y(p.v), r: 2.5, fill: s.color }, svg);
     const last = s.points[s.points.length - 1];
     summary.push(`${s.name}: ${last ? format(last.v) : 'no data'}`);
@@ -147,7 +157,7 @@ function render(container, opts) {
     cross.setAttribute('visibility', 'visible');
     tip.replaceChildren();
     const head = document.createElement('div');
-    head.textContent = fullTime(t, bucketMs);
+    head.textContent = fullTime(t, bucketMs) + (t + bucketMs > to ? ' (so far)' : '');
     tip.append(head);
     series.forEach((s, i) => {
       const p = s.points.find((q) => q.t === t);
