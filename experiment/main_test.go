@@ -41,7 +41,7 @@ func callCtx(t *testing.T) context.Context {
 }
 
 // newService returns a Service on a fresh SQLite database.
-func newService(t *testing.T, telemetry jobcast.TelemetryStore) (*experiment.Service, *sqlite.ExperimentStore) {
+func newService(t testing.TB, telemetry jobcast.TelemetryStore) (*experiment.Service, *sqlite.ExperimentStore) {
 	t.Helper()
 	st, err := sqlite.OpenExperimentStore(context.Background(), filepath.Join(t.TempDir(), "jobcast.db"))
 	if err != nil {
