@@ -80,12 +80,12 @@ scenario() {
 		;;
 	fanout) # target 2: 1,000 jobs x 10 watchers, throttling off, at saturation
 		start_server "throttleDisabled: true"
-		loadgen fanout -conns 10000 -watchers-per-job 10 -connect-rate 2000 -duration 20s -rate "$RATE" -producers 16
+		loadgen fanout -conns 10000 -watchers-per-job 10 -connect-rate 2000 -duration 20s -rate "$RATE" -producers 16 -batch-interval 1s
 		;;
 	fanout-half) # target 2: the same at half that rate, for latency
 		start_server "throttleDisabled: true"
 		loadgen fanout-half -conns 10000 -watchers-per-job 10 -connect-rate 2000 -duration 20s \
-			-rate "$(awk "BEGIN{print $RATE/2}")" -producers 16
+			-rate "$(awk "BEGIN{print $RATE/2}")" -producers 16 -batch-interval 1s
 		;;
 	throttled) # target 3: 2,000 jobs at 20 updates/s, delivered at 2/s per job
 		start_server "throttle: 500ms"
