@@ -217,3 +217,23 @@ func TestProcStatSelf(t *testing.T) {
 		t.Fatalf("cpu %v rss %d err %v", cpu, rss, err)
 	}
 }
+
+// A client the server keeps refusing (here: one watcher too many for the
+// job) retries forever; the run gives up instead of waiting with it.
+func TestRunFailsWhenClientsCannotConnect(t *testing.T) {
+	t.Parallel()
+	srv := jobcasttest.Start(t, jobcasttest.Options{Config: jobcast.Config{MaxConnsPerJob: 1, NewConnsPerSecPerIP: 1000}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := Run(ctx, Config{
+		URL: srv.URL, APIKey: jobcasttest.APIKey, Conns: 2, WatchersPerJob: 2, ConnectRate: 100,
+		Duration: time.Second, DrainTimeout: time.Second, ServerPID: -1,
+	})
+	if err == nil || !strings.Contains(err.Error(), "not connected") {
+		t.Fatalf("err = %v, want a connect timeout", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("gave up after %v", d)
+	}
+}

@@ -118,9 +118,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	fmt.Fprintf(cfg.Out, "loadgen: opening %d connections at %.0f/s in %d process(es)\n", cfg.Conns, cfg.ConnectRate, procs)
+	// A client that keeps being refused retries forever; the phase gets
+	// the time its rate needs plus the drain timeout, then the run fails.
+	connectBy := time.NewTimer(time.Duration(float64(cfg.Conns)/cfg.ConnectRate*float64(time.Second)) + cfg.DrainTimeout)
+	defer connectBy.Stop()
 	var conn clientReport
 	for _, s := range sides {
 		select {
+		case <-connectBy.C:
+			return nil, errors.New("loadgen: clients still not connected after the connect rate's time plus the drain timeout; see the server's log (limits per IP or per job?)")
 		case r := <-s.connected():
 			conn.add(r)
 			conn.SetupSeconds = max(conn.SetupSeconds, r.SetupSeconds)
