@@ -23,13 +23,15 @@ type Options struct {
 	// BatchSize is how many buffered events wake the writer before
 	// FlushInterval has passed (default 4096).
 	BatchSize int
-	// MaxBatchSize is the most events one Write gets (default 8 ×
-	// BatchSize, at most BufferSize). A writer that falls behind takes
-	// everything buffered up to this: a store's cost per Write (DuckDB's
-	// commit: 4096 events a Write sustained about 160,000 events/s, 32,768
-	// about 190,000; docs/benchmarks.md) then shrinks as the backlog grows,
-	// so it catches up instead of dropping. A crash loses at most the
-	// buffer, as before.
+	// MaxBatchSize is the most events one Write gets (default 16 ×
+	// BatchSize, at most BufferSize: with the defaults, the whole ring). A
+	// writer that falls behind takes everything buffered up to this: a
+	// store's cost per Write (DuckDB's commit: 4,096 events a Write
+	// sustained about 160,000 events/s, 65,536 about 190,000;
+	// docs/benchmarks.md) then shrinks as the backlog grows, so it catches
+	// up instead of dropping. The batch being written is held besides the
+	// ring (up to another 25 MiB with the defaults), and a crash loses at
+	// most it and the ring, as before.
 	MaxBatchSize int
 	// FlushInterval is the longest an event waits in the ring before it is
 	// written (default 1s); a full batch is written at once.
@@ -81,7 +83,7 @@ func New(store jobcast.TelemetryStore, opt Options) *Recorder {
 		opt.BatchSize = opt.BufferSize
 	}
 	if opt.MaxBatchSize <= 0 {
-		opt.MaxBatchSize = 8 * opt.BatchSize
+		opt.MaxBatchSize = 16 * opt.BatchSize
 	}
 	opt.MaxBatchSize = min(max(opt.MaxBatchSize, opt.BatchSize), opt.BufferSize)
 	if opt.FlushInterval <= 0 {
