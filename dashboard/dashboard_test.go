@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -702,5 +703,56 @@ func TestJobInspector(t *testing.T) {
 	}
 	if rec, _ := get(strings.Repeat("x", 300)); rec.Code != http.StatusBadRequest {
 		t.Errorf("long id: %d", rec.Code)
+	}
+}
+
+// countingStore counts the statements run on a telemetry store.
+type countingStore struct {
+	jobcast.TelemetryStore
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingStore) Query(ctx context.Context, q string, args ...any) (*jobcast.Rows, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.TelemetryStore.Query(ctx, q, args...)
+}
+
+func (c *countingStore) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// TestOverviewSharedByPages: pages asking for the same overview at once,
+// or within a second, cost one computation.
+func TestOverviewSharedByPages(t *testing.T) {
+	t.Parallel()
+	store := &countingStore{TelemetryStore: openStore(t, fixture(end))}
+	e := newEnv(t, func(o *dashboard.Options) { o.Metrics = metrics.New(store) })
+	e.overview(t, "range=24h")
+	one := store.count()
+	if one < 20 {
+		t.Fatalf("one overview ran %d statements", one)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { e.overview(t, "range=1h&pipeline=ai_scan") })
+	}
+	wg.Wait()
+	if got := store.count() - one; got != one {
+		t.Errorf("8 concurrent pages ran %d statements, want %d (one overview)", got, one)
+	}
+	e.clock.Advance(999 * time.Millisecond)
+	e.overview(t, "range=1h&pipeline=ai_scan")
+	if got := store.count() - one; got != one {
+		t.Errorf("within a second: %d statements, want %d", got, one)
+	}
+	e.clock.Advance(time.Millisecond)
+	e.overview(t, "range=1h&pipeline=ai_scan")
+	if got := store.count() - 2*one; got != one {
+		t.Errorf("a second later: %d more statements, want %d", got, one)
 	}
 }

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -593,11 +594,13 @@ func problem(row SegmentRow, errRate, success Value) (bool, string) {
 	return false, ""
 }
 
-// overviewCache keeps the last overviews for a moment, so that several open
-// pages (each streaming every few seconds) cost the store one computation.
+// overviewCache keeps the last overviews for a moment and computes each
+// one once for all who ask at the same time, so that several open pages
+// (each streaming every few seconds) cost the store one computation.
 type overviewCache struct {
 	mu      sync.Mutex
 	entries map[string]cacheEntry
+	flights map[string]*flight
 }
 
 type cacheEntry struct {
@@ -605,30 +608,61 @@ type cacheEntry struct {
 	ov *Overview
 }
 
+// flight is a computation in progress; done closes when ov and err are set.
+type flight struct {
+	done chan struct{}
+	ov   *Overview
+	err  error
+}
+
 // cacheFor is how long an overview is reused.
 const cacheFor = time.Second
 
-func (c *overviewCache) get(key string, now time.Time) *Overview {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.entries[key]; ok && now.Sub(e.at) < cacheFor && !now.Before(e.at) {
-		return e.ov
-	}
-	return nil
-}
-
-func (c *overviewCache) put(key string, now time.Time, ov *Overview) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[string]cacheEntry{}
-	}
-	for k, e := range c.entries {
-		if now.Sub(e.at) >= cacheFor {
-			delete(c.entries, k)
+// load returns the overview of key: cached if computed less than cacheFor
+// before now, else from compute, run once for every concurrent caller.
+func (c *overviewCache) load(ctx context.Context, key string, now time.Time, compute func(context.Context) (*Overview, error)) (*Overview, error) {
+	for {
+		c.mu.Lock()
+		if e, ok := c.entries[key]; ok && now.Sub(e.at) < cacheFor && !now.Before(e.at) {
+			c.mu.Unlock()
+			return e.ov, nil
 		}
+		if f, ok := c.flights[key]; ok {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			// The caller that computed went away: compute for this one.
+			if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+				continue
+			}
+			return f.ov, f.err
+		}
+		if c.flights == nil {
+			c.flights = map[string]*flight{}
+			c.entries = map[string]cacheEntry{}
+		}
+		f := &flight{done: make(chan struct{})}
+		c.flights[key] = f
+		c.mu.Unlock()
+
+		f.ov, f.err = compute(ctx)
+		c.mu.Lock()
+		delete(c.flights, key)
+		if f.err == nil {
+			for k, e := range c.entries {
+				if now.Sub(e.at) >= cacheFor {
+					delete(c.entries, k)
+				}
+			}
+			c.entries[key] = cacheEntry{at: now, ov: f.ov}
+		}
+		c.mu.Unlock()
+		close(f.done)
+		return f.ov, f.err
 	}
-	c.entries[key] = cacheEntry{at: now, ov: ov}
 }
 
 func cacheKey(req Request) string {
@@ -646,17 +680,16 @@ func cacheKey(req Request) string {
 }
 
 // build answers req, from the cache when an equal request was computed
-// within the last second, with this node's live figures filled in.
+// within the last second (or is being computed), with this node's live
+// figures filled in.
 func (h *Handler) build(ctx context.Context, req Request) (*Overview, error) {
 	now := h.opt.Clock.Now()
 	key := cacheKey(req)
-	ov := h.cache.get(key, now)
-	if ov == nil {
-		var err error
-		if ov, err = Compute(ctx, h.opt.Metrics, req, now); err != nil {
-			return nil, err
-		}
-		h.cache.put(key, now, ov)
+	ov, err := h.cache.load(ctx, key, now, func(ctx context.Context) (*Overview, error) {
+		return Compute(ctx, h.opt.Metrics, req, now)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := *ov
 	out.StreamIntervalMs = h.opt.StreamInterval.Milliseconds()
