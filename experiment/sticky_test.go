@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +198,54 @@ func TestHotChanges(t *testing.T) {
 
 func clientJob(i int) client.CreateJobRequest {
 	return client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 100, JobID: fmt.Sprintf("job-%d-%d", i, time.Now().UnixNano())}
+}
+
+// TestThrottleApplied: the assigned throttle window is the one the
+// connection coalesces progress with, not only the number in ready. With
+// 1500 ms (the default is 500 ms), the progress after the first comes no
+// sooner than 1.5 s later.
+func TestThrottleApplied(t *testing.T) {
+	t.Parallel()
+	svc, _ := newService(t, nil)
+	create(t, svc, `{"id":"throttle-slow","parameter":"throttle_ms","control":1500,"variant":1500,"status":"running"}`)
+	s := startServer(t, svc, jobcast.Config{})
+	tk, err := s.Producer.CreateJob(callCtx(t), clientJob(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+tk.Token)
+	ws, resp, err := (&websocket.Dialer{HandshakeTimeout: 10 * time.Second}).DialContext(callCtx(t), s.WSURL+"?jobId="+tk.JobID, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	read := func() (protocol.Envelope, time.Time) {
+		t.Helper()
+		var env protocol.Envelope
+		if err := ws.ReadJSON(&env); err != nil {
+			t.Fatal(err)
+		}
+		return env, time.Now()
+	}
+	if env, _ := read(); env.Type != protocol.TypeReady || !strings.Contains(string(env.Payload), `"throttleMs":1500`) {
+		t.Fatalf("ready %s", env.Payload)
+	}
+	var evs []protocol.ProducerEvent
+	for i := 1; i <= 5; i++ {
+		evs = append(evs, client.NewEvent(protocol.EventProgress, map[string]any{"processedCount": i * 10}))
+	}
+	if _, err := s.Producer.SendEvents(callCtx(t), tk.JobID, evs); err != nil {
+		t.Fatal(err)
+	}
+	first, at1 := read()
+	last, at2 := read()
+	if first.Type != protocol.TypeJobProgress || last.Type != protocol.TypeJobProgress || last.Seq != first.Seq+4 {
+		t.Fatalf("frames %s seq %d, %s seq %d; want the first and the last progress", first.Type, first.Seq, last.Type, last.Seq)
+	}
+	if gap := at2.Sub(at1); gap < 1400*time.Millisecond {
+		t.Fatalf("the coalesced progress came %s after the first; the assigned window is 1500 ms", gap)
+	}
 }
