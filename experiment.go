@@ -258,6 +258,9 @@ type ExperimentStore interface {
 	// none. Concurrent calls for one unit, on any node, agree: the first
 	// stored wins.
 	StickAssignments(ctx context.Context, unitID string, proposed []Assignment) ([]Assignment, error)
+	// DeleteAssignmentsBefore deletes assignments taken before t: their
+	// jobs are gone and will not reconnect.
+	DeleteAssignmentsBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
 // Experiment error codes. They answer 404 and 409 (experiment/http.go).

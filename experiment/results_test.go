@@ -3,6 +3,7 @@ package experiment_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"net/http"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/experiment"
+	"github.com/jobcast/jobcast/internal/clocktest"
 )
 
 func openEvents(t *testing.T) *duckdb.Store {
@@ -176,5 +178,26 @@ func TestAPI(t *testing.T) {
 	if len(list.Experiments) != 2 || list.Experiments[0].Status != "stopped" || list.Experiments[0].Coverage != 0.5 ||
 		list.Experiments[1].Status != "running" || len(list.Experiments[1].Variants) != 3 || len(list.Parameters) != 2 {
 		t.Fatalf("list %+v", list)
+	}
+}
+
+// TestRetentionSweep: assignments older than the retention are deleted,
+// newer ones kept.
+func TestRetentionSweep(t *testing.T) {
+	t.Parallel()
+	svc, st := newService(t, nil)
+	create(t, svc, `{"id":"hb","parameter":"heartbeat_interval_ms","control":30000,"variant":45000,"status":"running"}`)
+	if _, err := svc.Assign(callCtx(t), jobcast.ExperimentUnit{UnitID: "job-1"}); err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktest.New(time.Now().Add(30 * time.Minute))
+	experiment.NewRetention(st, clock, slog.New(slog.DiscardHandler), time.Hour).Sweep(callCtx(t))
+	if n, _, _ := st.CountAssignments(callCtx(t), "hb"); n != 1 {
+		t.Fatalf("a fresh assignment was deleted (%d left)", n)
+	}
+	clock.Advance(time.Hour)
+	experiment.NewRetention(st, clock, slog.New(slog.DiscardHandler), time.Hour).Sweep(callCtx(t))
+	if n, _, _ := st.CountAssignments(callCtx(t), "hb"); n != 0 {
+		t.Fatalf("%d expired assignments kept", n)
 	}
 }

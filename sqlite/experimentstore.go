@@ -31,6 +31,7 @@ var experimentMigrations = []string{
 		assigned_at   INTEGER NOT NULL,
 		PRIMARY KEY (unit_id, experiment_id)
 	) WITHOUT ROWID;`,
+	`CREATE INDEX experiment_assignments_at ON experiment_assignments(assigned_at);`,
 }
 
 // ExperimentStore is the SQLite jobcast.ExperimentStore. Experiments are
@@ -269,6 +270,16 @@ func (s *ExperimentStore) readAssignments(ctx context.Context, q querier, unitID
 		out[a.ExperimentID] = a
 	}
 	return out, rows.Err()
+}
+
+// DeleteAssignmentsBefore implements jobcast.ExperimentStore.
+func (s *ExperimentStore) DeleteAssignmentsBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.write.ExecContext(ctx, `DELETE FROM experiment_assignments WHERE assigned_at < ?`, t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("delete assignments: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 // CountAssignments returns how many units experimentID has decided, and

@@ -97,3 +97,30 @@ func TestExperimentStore(t *testing.T) {
 		t.Fatalf("after reopen: %+v %v", list, err)
 	}
 }
+
+func TestExperimentAssignmentsRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.OpenExperimentStore(ctx, filepath.Join(t.TempDir(), "jobcast.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	for i, unit := range []string{"old-1", "old-2", "new-1"} {
+		at := t0
+		if i == 2 {
+			at = t0.Add(time.Hour)
+		}
+		if _, err := st.StickAssignments(ctx, unit, []jobcast.Assignment{{ExperimentID: "hb", Enrolled: true, Variant: "control", AssignedAt: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.DeleteAssignmentsBefore(ctx, t0.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("deleted %d, %v; want 2", n, err)
+	}
+	if decided, _, _ := st.CountAssignments(ctx, "hb"); decided != 1 {
+		t.Fatalf("%d assignments left, want 1", decided)
+	}
+}

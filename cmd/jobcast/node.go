@@ -48,6 +48,7 @@ type node struct {
 	// persists experiments and assignments.
 	experiments *experiment.Service
 	expStore    *sqlite.ExperimentStore
+	expRetain   *experiment.Retention
 	srv         *http.Server
 	ln          net.Listener
 	serveErr    chan error
@@ -131,6 +132,8 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, err
 	}
+	n.expRetain = experiment.NewRetention(n.expStore, clock, log, 2*cfg.JobRetention)
+	n.expRetain.Start()
 	n.hub = hub.New(hub.Options{
 		Config: cfg, Store: store, Broker: broker, Tokens: tokens,
 		Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID,
@@ -243,6 +246,7 @@ func (n *node) closeStores(ctx context.Context) error {
 		}
 	}
 	if n.expStore != nil {
+		n.expRetain.Stop()
 		if err := n.expStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close experiment store: %w", err))
 		}
