@@ -30,9 +30,11 @@ const (
 var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // BenchmarkMetrics computes every metric over 10 million events spanning 30
-// days, in three shapes: the whole 30 days as one number; the 30 days by
-// network type in 1-day buckets (the dashboard's 30d trend chart); the last
-// 24 hours by network type in 1-hour buckets.
+// days, in four shapes: the whole 30 days as one number; the 30 days by
+// network type in 1-day buckets (the dashboard's 30d trend chart), from
+// midnight and from 13:00; the last 24 hours by network type in 1-hour
+// buckets. The daily rollups of the 30 days are built first, as a node's
+// retention sweep would have.
 //
 // The events are generated once (about 90 s) into a DuckDB file in
 // os.TempDir() named by benchVersion and reused by later runs.
@@ -66,6 +68,10 @@ func BenchmarkMetrics(b *testing.B) {
 	}{
 		{"30d", metrics.Query{From: benchStart, To: end}},
 		{"30d_by_network_1d", metrics.Query{From: benchStart, To: end, GroupBy: []string{"network_type"}, Bucket: 24 * time.Hour}},
+		// The dashboard's 30d range ends now, not at midnight: its first
+		// and last daily buckets are cut and read events, the 29 whole
+		// days between them rollups.
+		{"30d_at_13h_by_network_1d", metrics.Query{From: benchStart.Add(13 * time.Hour), To: end.Add(-11 * time.Hour), GroupBy: []string{"network_type"}, Bucket: 24 * time.Hour}},
 		{"24h_by_network_1h", metrics.Query{From: end.Add(-24 * time.Hour), To: end, GroupBy: []string{"network_type"}, Bucket: time.Hour}},
 	}
 	for _, s := range shapes {
