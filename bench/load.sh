@@ -89,7 +89,7 @@ scenario() {
 		;;
 	throttled) # target 3: 2,000 jobs at 20 updates/s, delivered at 2/s per job
 		start_server "throttle: 500ms"
-		loadgen throttled -conns 2000 -connect-rate 2000 -duration 20s -rate 20 -batch-interval 250ms -producers 16
+		loadgen throttled -conns 2000 -connect-rate 2000 -duration 20s -rate 20 -batch-interval 1s -producers 32
 		;;
 	churn) # target 4: new authenticated connections, sustained 30 s
 		start_server ""
@@ -97,7 +97,8 @@ scenario() {
 		;;
 	chaos) # target 5: 5,000 jobs, a fifth of the connections dropped
 		start_server "throttle: 500ms"
-		loadgen chaos -conns 5000 -connect-rate 2000 -duration 20s -rate 2 -network drop=0.2,drop-within=15s
+		loadgen chaos -conns 5000 -connect-rate 2000 -duration 20s -rate 2 -batch-interval 1s -producers 32 \
+			-network drop=0.2,drop-within=15s
 		;;
 	*)
 		echo "unknown scenario $1" >&2

@@ -26,9 +26,12 @@ type Report struct {
 	SetupRate    float64 `json:"setupPerSec"` // established / setupSeconds
 
 	// Measured phase.
-	WindowSeconds   float64 `json:"windowSeconds"`
-	Published       int64   `json:"eventsPublished"`
-	PublishErrors   int64   `json:"publishErrors"`
+	WindowSeconds float64 `json:"windowSeconds"`
+	Published     int64   `json:"eventsPublished"`
+	PublishErrors int64   `json:"publishErrors"`
+	// PublishRequests is the batch requests that carried them: when the
+	// producers cannot keep up, batches grow and per-job delivery thins.
+	PublishRequests int64   `json:"publishRequests"`
 	Delivered       int64   `json:"framesDelivered"` // job_progress frames the clients got
 	DeliveredPerSec float64 `json:"framesDeliveredPerSec"`
 	ChurnConns      int64   `json:"churnConnections"` // new connections during the window (churn)
@@ -179,8 +182,8 @@ func (r *Report) WriteText(w io.Writer) {
 		c.Conns, c.WatchersPerJob, r.Jobs, c.ConnectRate, c.SourceIPs, r.Processes, c.Network)
 	fmt.Fprintf(w, "  connections  %d attempted, %d established, %d failed in %.2fs (%.0f/s)\n",
 		r.Attempted, r.Established, r.Failed, r.SetupSeconds, r.SetupRate)
-	fmt.Fprintf(w, "  window       %.1fs: %d events published (%d errors), %d frames delivered (%.0f/s)",
-		r.WindowSeconds, r.Published, r.PublishErrors, r.Delivered, r.DeliveredPerSec)
+	fmt.Fprintf(w, "  window       %.1fs: %d events published in %d requests (%d errors), %d frames delivered (%.0f/s)",
+		r.WindowSeconds, r.Published, r.PublishRequests, r.PublishErrors, r.Delivered, r.DeliveredPerSec)
 	if c.Churn {
 		fmt.Fprintf(w, ", %d new connections (%.0f/s)", r.ChurnConns, r.ChurnPerSec)
 	}

@@ -147,10 +147,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: after connecting: %w", err)
 	}
-	var published, pubErrs atomic.Int64
+	var published, pubErrs, requests atomic.Int64
 	mctx, cancelMeasure := context.WithTimeout(ctx, cfg.Duration)
 	if cfg.Rate > 0 {
-		produce(mctx, prod, jobs, cfg, &published, &pubErrs)
+		produce(mctx, prod, jobs, cfg, &published, &requests, &pubErrs)
 	}
 	<-mctx.Done()
 	cancelMeasure()
@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	final.SetupSeconds = conn.SetupSeconds
 	final.Attempted, final.Established, final.Failed = conn.Attempted, conn.Established, conn.Failed
 	rep := buildReport(cfg, procs, len(jobs), conn, final, s0, s1, s2, published.Load(), pubErrs.Load())
+	rep.PublishRequests = requests.Load()
 	rep.Server.PID = pid
 	if sideErr != nil {
 		return rep, fmt.Errorf("loadgen: %w", sideErr)
@@ -279,7 +280,7 @@ func createJobs(ctx context.Context, prod *client.Producer, n, conc int, seed ui
 // produce sends each job's progress events at cfg.Rate, batched every
 // BatchInterval, until ctx ends. Jobs are spread over the interval between
 // events, so the server sees a steady stream rather than bursts.
-func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Config, published, errs *atomic.Int64) {
+func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Config, published, requests, errs *atomic.Int64) {
 	start := time.Now()
 	period := time.Duration(float64(time.Second) / cfg.Rate)
 	var wg sync.WaitGroup
@@ -320,6 +321,7 @@ func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Conf
 						continue
 					}
 					published.Add(n)
+					requests.Add(1)
 				}
 				select {
 				case <-ctx.Done():
