@@ -613,13 +613,22 @@ func TestStream(t *testing.T) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	var events int
+	var events, lives int
 	var event string
-	for events < 2 && sc.Scan() {
+	for (events < 2 || lives < 2) && sc.Scan() {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "event: "):
 			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == "live":
+			var lu dashboard.LiveUpdate
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &lu); err != nil {
+				t.Fatal(err)
+			}
+			if lu.LiveConnections != 1 || len(lu.LiveJobs) != 1 || lu.NextOverviewMs < 0 || lu.NextOverviewMs > 1000 {
+				t.Errorf("live event %+v", lu)
+			}
+			lives++
 		case strings.HasPrefix(line, "data: "):
 			if event != "overview" {
 				t.Fatalf("event %q: %s", event, line)
@@ -634,8 +643,8 @@ func TestStream(t *testing.T) {
 			events++
 		}
 	}
-	if events < 2 {
-		t.Fatalf("%d overviews before the stream ended: %v", events, sc.Err())
+	if events < 2 || lives < 2 {
+		t.Fatalf("%d overviews and %d live events before the stream ended: %v", events, lives, sc.Err())
 	}
 	// Close ends the stream (http.Server.Shutdown would wait for it).
 	e.dash.Close()

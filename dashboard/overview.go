@@ -693,19 +693,38 @@ func (h *Handler) build(ctx context.Context, req Request) (*Overview, error) {
 	}
 	out := *ov
 	out.StreamIntervalMs = h.opt.StreamInterval.Milliseconds()
-	out.LiveJobs = []string{}
-	if h.opt.Live != nil {
-		out.Health.LiveConnections = h.opt.Live.ConnCount()
-		for _, c := range h.opt.Live.Connections("") {
-			if len(out.LiveJobs) == maxLiveJobs {
-				break
-			}
-			if !slices.Contains(out.LiveJobs, c.JobID) {
-				out.LiveJobs = append(out.LiveJobs, c.JobID)
-			}
+	lu := h.live(0)
+	out.Health.LiveConnections, out.LiveJobs = lu.LiveConnections, lu.LiveJobs
+	return &out, nil
+}
+
+// LiveUpdate is the stream's "live" event: this node's live figures, sent
+// every StreamInterval, also between overviews.
+type LiveUpdate struct {
+	LiveConnections int64    `json:"liveConnections"`
+	LiveJobs        []string `json:"liveJobs"`
+	// NextOverviewMs is when the next overview is due, from now. It grows
+	// when overviews take long to compute (a 30-day range over millions of
+	// events), so that one open page cannot keep the store busy.
+	NextOverviewMs int64 `json:"nextOverviewMs"`
+}
+
+// live returns this node's live figures.
+func (h *Handler) live(next time.Duration) LiveUpdate {
+	lu := LiveUpdate{LiveJobs: []string{}, NextOverviewMs: next.Milliseconds()}
+	if h.opt.Live == nil {
+		return lu
+	}
+	lu.LiveConnections = h.opt.Live.ConnCount()
+	for _, c := range h.opt.Live.Connections("") {
+		if len(lu.LiveJobs) == maxLiveJobs {
+			break
+		}
+		if !slices.Contains(lu.LiveJobs, c.JobID) {
+			lu.LiveJobs = append(lu.LiveJobs, c.JobID)
 		}
 	}
-	return &out, nil
+	return lu
 }
 
 // overview answers GET /dashboard/api/overview.

@@ -17,9 +17,15 @@ const streamWriteTimeout = 10 * time.Second
 
 // stream answers GET /dashboard/api/stream: Server-Sent Events carrying a
 // fresh overview (event "overview", the same JSON as /api/overview) at once
-// and then every StreamInterval. A failed computation sends event
-// "problem" with a message and the stream goes on; a session that ended
-// (logout, expiry) gets event "auth" and the stream closes.
+// and then every StreamInterval, and this node's live figures (event
+// "live", a LiveUpdate) after each overview and on every tick between.
+//
+// An overview that took d to compute is followed by the next one no sooner
+// than 2d later: the page of a heavy range refreshes less often instead of
+// keeping the telemetry store busy, and says when its figures are from.
+// A failed computation sends event "problem" with a message and the stream
+// goes on; a session that ended (logout, expiry) gets event "auth" and the
+// stream closes.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	req, err := ParseRequest(r.URL.Query())
 	if err != nil {
@@ -50,12 +56,19 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	if _, err := fmt.Fprintf(w, "retry: %d\n\n", h.opt.StreamInterval.Milliseconds()); err != nil {
 		return
 	}
+	var next time.Time // when the next overview is due
 	send := func() bool {
 		if !h.authorized(r) {
 			write("auth", map[string]string{"message": "the session ended; log in again"})
 			return false
 		}
+		// (Half an interval early counts as due: ticks jitter.)
+		if now := time.Now(); now.Add(h.opt.StreamInterval / 2).Before(next) {
+			return write("live", h.live(next.Sub(now)))
+		}
+		start := time.Now()
 		ov, err := h.build(r.Context(), req)
+		next = time.Now().Add(max(h.opt.StreamInterval, 2*time.Since(start)) - time.Since(start))
 		if err != nil {
 			if r.Context().Err() != nil {
 				return false
@@ -66,9 +79,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 			} else {
 				h.opt.Log.Error("dashboard stream", "err", err)
 			}
-			return write("problem", map[string]string{"message": msg})
+			if !write("problem", map[string]string{"message": msg}) {
+				return false
+			}
+		} else if !write("overview", ov) {
+			return false
 		}
-		return write("overview", ov)
+		return write("live", h.live(time.Until(next)))
 	}
 	if !send() {
 		return

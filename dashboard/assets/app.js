@@ -69,10 +69,18 @@ function connect() {
   if (source) source.close();
   source = new EventSource(`${API}/stream?${queryString()}`);
   source.addEventListener('overview', (e) => {
-    lastData = Date.now();
+    lastData = lastEvent = Date.now();
     const ov = JSON.parse(e.data);
     render(ov);
-    setStatus('live', `Live · updated ${new Date(lastData).toLocaleTimeString()}`);
+    setStatus('live', liveText());
+  });
+  source.addEventListener('live', (e) => {
+    lastEvent = Date.now();
+    const lu = JSON.parse(e.data);
+    nextOverviewAt = Date.now() + lu.nextOverviewMs;
+    nextOverviewMs = lu.nextOverviewMs;
+    renderLive(lu);
+    if (status === 'stale' && Date.now() - lastData <= staleAfter()) setStatus('live', liveText());
   });
   source.addEventListener('problem', (e) => {
     setStatus('problem', `Server problem: ${JSON.parse(e.data).message}`);
@@ -97,10 +105,29 @@ function toLogin() {
   location.href = `/dashboard/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
-// Stale: no fresh data for three intervals while the stream is open.
+// A heavy range (30 days over millions of events) takes long to compute;
+// the server then spaces its overviews out and says when the next is due.
+let lastEvent = 0;
+let nextOverviewAt = 0;
+let nextOverviewMs = 0;
+
+function liveText() {
+  const t = new Date(lastData).toLocaleTimeString();
+  return nextOverviewMs > 5000 ? `Live · figures from ${t}, next in ~${Math.round(nextOverviewMs / 1000)} s` : `Live · updated ${t}`;
+}
+
+// How old the figures may get: three intervals, or the announced wait for
+// the next overview and as long again.
+function staleAfter() {
+  return Math.max(3 * interval, 2 * nextOverviewMs + interval);
+}
+
+// Stale: the stream is open, but no event came for three intervals, or the
+// figures are older than expected.
 setInterval(() => {
-  if (status === 'live' && lastData && Date.now() - lastData > 3 * interval) {
-    setStatus('stale', `Stale · last update ${Math.round((Date.now() - lastData) / 1000)} s ago`);
+  const now = Date.now();
+  if (status === 'live' && lastData && (now - lastEvent > 3 * interval || now - lastData > staleAfter())) {
+    setStatus('stale', `Stale · last update ${Math.round((now - lastData) / 1000)} s ago`);
   }
 }, 1000);
 
@@ -177,7 +204,6 @@ function render(ov) {
 
   // Connection health.
   const h = ov.health;
-  setKPI('kpi-live-connections', h.liveConnections, fmt.count);
   setKPI('kpi-connections', h.overall.connections, fmt.count, defs.connections);
   $('kpi-connect-failures').textContent = `${fmt.count(h.overall.connectFailures)} failed attempts`;
   setKPI('kpi-success-rate', h.overall.successRate, fmt.ratio, defs.connection_success_rate);
@@ -276,9 +302,17 @@ function render(ov) {
   }
   seg.replaceChildren(...blocks);
 
-  // Jobs with open connections, for the inspector.
+  renderLive({ liveConnections: h.liveConnections, liveJobs: ov.liveJobs || [] });
+}
+
+// renderLive shows this node's live figures: open connections and the jobs
+// they watch, for the inspector.
+function renderLive(lu) {
+  setKPI('kpi-live-connections', lu.liveConnections, fmt.count);
   const lj = $('live-jobs');
-  const jobs = ov.liveJobs || [];
+  const jobs = lu.liveJobs || [];
+  if (lj.dataset.jobs === jobs.join(' ')) return; // keep focus on a job button
+  lj.dataset.jobs = jobs.join(' ');
   const items = [];
   if (jobs.length) {
     const s = document.createElement('span');
