@@ -47,16 +47,58 @@ const liveWithin = 5 * time.Second
 
 // stack is a complete jobcast server for the browser.
 type stack struct {
-	URL  string
-	srv  *httptest.Server
-	dash *dashboard.Handler
+	URL   string
+	srv   *httptest.Server
+	dash  *dashboard.Handler
+	store *gateStore
+}
+
+// gateStore is a telemetry store whose queries can be held, as a stuck
+// store would hold them.
+type gateStore struct {
+	jobcast.TelemetryStore
+	mu   sync.Mutex
+	gate chan struct{} // nil: queries pass
+}
+
+func (g *gateStore) Query(ctx context.Context, q string, args ...any) (*jobcast.Rows, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.TelemetryStore.Query(ctx, q, args...)
+}
+
+// hold makes queries wait until release.
+func (g *gateStore) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gate == nil {
+		g.gate = make(chan struct{})
+	}
+}
+
+func (g *gateStore) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
 }
 
 // startStack starts a server whose telemetry holds the fixture's hour
 // ending now.
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	store := openStore(t, fixture(time.Now()))
+	store := &gateStore{TelemetryStore: openStore(t, fixture(time.Now()))}
+	t.Cleanup(store.release)
 	log := slog.New(slog.DiscardHandler)
 	clock := jobcast.SystemClock{}
 	rec := telemetry.New(store, telemetry.Options{Node: "test", FlushInterval: 100 * time.Millisecond, Clock: clock, Log: log})
@@ -106,7 +148,7 @@ func startStack(t *testing.T) *stack {
 		}
 		_ = jobStore.Close()
 	})
-	return &stack{URL: srv.URL, srv: srv, dash: dash}
+	return &stack{URL: srv.URL, srv: srv, dash: dash, store: store}
 }
 
 // graphql asks the stack's GraphQL endpoint with the admin token.
@@ -528,8 +570,9 @@ func TestBrowserFilter(t *testing.T) {
 }
 
 // TestBrowserLive opens a real client connection: the page shows it within
-// five seconds without a reload; then the server goes away and the page
-// says so.
+// five seconds without a reload; then the telemetry store hangs and the page
+// says its figures are stale; then the server goes away and the page says
+// it is unreachable.
 func TestBrowserLive(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
@@ -557,6 +600,18 @@ func TestBrowserLive(t *testing.T) {
 		return v('kpi-live-connections') === '1' && v('kpi-connections') === %q;
 	})()`, wantConns), chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(liveWithin)))
 	t.Logf("the new connection showed after %s", time.Since(start).Round(time.Millisecond))
+
+	// The telemetry store hangs: no fresh figures, and the page says they
+	// are stale; then they come back.
+	start = time.Now()
+	s.store.hold()
+	run(t, ctx, "wait for stale", chromedp.Poll[chromedp.Void](
+		`document.querySelector('.status.stale') !== null && document.getElementById('status-text').textContent.startsWith('Stale')`,
+		chromedp.WithPollingTimeout(2*liveWithin)))
+	t.Logf("the page said stale after %s", time.Since(start).Round(time.Millisecond))
+	s.store.release()
+	run(t, ctx, "wait for live again", chromedp.Poll[chromedp.Void](`document.querySelector('.status.live') !== null`,
+		chromedp.WithPollingTimeout(liveWithin)))
 
 	// The server goes away: the page says it is unreachable.
 	start = time.Now()
