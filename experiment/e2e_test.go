@@ -115,6 +115,7 @@ func TestEndToEndHeartbeatCausesReconnects(t *testing.T) {
 	if n := res.Arms[0].Units + res.Arms[1].Units; n != units {
 		t.Errorf("%d units analysed, %d exposed", n, units)
 	}
+	t.Logf("units: %s %d, %s %d; SRM p = %.3g", res.Arms[0].Name, res.Arms[0].Units, res.Arms[1].Name, res.Arms[1].Units, float64(res.SRM.P))
 	if res.SRM.Flagged {
 		t.Errorf("SRM flagged: %+v", res.SRM)
 	}
