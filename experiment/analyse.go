@@ -155,6 +155,13 @@ func analyse(e *jobcast.Experiment, data map[string]*armData, now time.Time) *Re
 		res.EnoughUnits = false
 		res.Warnings = append(res.Warnings, fmt.Sprintf("no verdict yet: every arm needs %d units, the smallest has %d", e.MinUnitsPerArm, int64(minUnits)))
 	}
+	var mixed float64
+	for _, a := range data {
+		mixed += a.mixed
+	}
+	if mixed > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d units were exposed to more than one arm (counted in the first by name): assignment was not sticky for them", int64(mixed)))
+	}
 	if res.SRM.Flagged {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("sample ratio mismatch (chi-square %.1f, p = %.2g): the arms' sizes do not match their weights, so assignment or exposure logging is broken and no result can be trusted", chi2, p))
 	}

@@ -138,6 +138,7 @@ type armData struct {
 	hb, hbSq, hbDur, durMin, durMinSq       float64
 	thr, thrSq, frames, framesSq, thrFrames float64
 	finished, completed                     float64
+	mixed                                   float64 // units exposed to more than one arm
 	q50, q50lo, q50hi, q95, q95lo, q95hi    float64
 	below50, below95                        stats.RatioSummary
 	samples                                 float64
@@ -174,7 +175,7 @@ func (s *Service) Results(ctx context.Context, id string) (*Results, error) {
 // (the connection that was already open when the experiment started) are
 // left out. Plain SQL that DuckDB and ClickHouse both run.
 const unitsSQL = `WITH x AS (
-	SELECT job_id, min(variant) AS variant, min(ts) AS first_ts
+	SELECT job_id, min(variant) AS variant, min(ts) AS first_ts, count(DISTINCT variant) AS arms
 	FROM events WHERE event = 'exposure' AND experiment_id = ? GROUP BY job_id
 ), o AS (
 	SELECT e.job_id AS job_id,
@@ -190,7 +191,7 @@ const unitsSQL = `WITH x AS (
 	WHERE e.ts >= x.first_ts AND e.event <> 'exposure'
 	GROUP BY e.job_id
 ), u AS (
-	SELECT x.variant AS variant,
+	SELECT x.variant AS variant, CAST(CASE WHEN x.arms > 1 THEN 1 ELSE 0 END AS DOUBLE) AS mixed,
 		CAST(coalesce(o.recon, 0) AS DOUBLE) AS recon, CAST(coalesce(o.conns, 0) AS DOUBLE) AS conns,
 		coalesce(o.dur, 0) AS dur, coalesce(o.hb, 0) AS hb, coalesce(o.thr, 0) AS thr, coalesce(o.frames, 0) AS frames,
 		CAST(coalesce(o.completed, 0) AS DOUBLE) AS completed, CAST(coalesce(o.finished, 0) AS DOUBLE) AS finished
@@ -201,7 +202,7 @@ SELECT variant, count(*) AS units,
 	sum(conns), sum(conns * conns), sum(dur), sum(dur * dur), sum(dur * conns),
 	sum(hb), sum(hb * hb), sum(hb * dur / 60000), sum(dur / 60000), sum((dur / 60000) * (dur / 60000)),
 	sum(thr), sum(thr * thr), sum(frames), sum(frames * frames), sum(thr * frames),
-	sum(finished), sum(completed)
+	sum(finished), sum(completed), sum(mixed)
 FROM u GROUP BY variant ORDER BY variant`
 
 // armData runs the analysis queries.
@@ -222,7 +223,7 @@ func (s *Service) armData(ctx context.Context, d dialect, e *jobcast.Experiment)
 			conns: f[3], connsSq: f[4], dur: f[5], durSq: f[6], durConns: f[7],
 			hb: f[8], hbSq: f[9], hbDur: f[10], durMin: f[11], durMinSq: f[12],
 			thr: f[13], thrSq: f[14], frames: f[15], framesSq: f[16], thrFrames: f[17],
-			finished: f[18], completed: f[19],
+			finished: f[18], completed: f[19], mixed: f[20],
 		}
 		for _, p := range []*float64{&a.q50, &a.q50lo, &a.q50hi, &a.q95, &a.q95lo, &a.q95hi} {
 			*p = math.NaN()

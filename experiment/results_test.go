@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,9 @@ func TestResultsSQL(t *testing.T) {
 	unit("c3", "control", 2, []int{120}, []float64{50, 60}, 0, 0, false)
 	unit("v1", "variant", 3, []int{20, 20, 20, 20}, []float64{100, 200}, 5, 5, true)
 	unit("v2", "variant", 5, []int{60}, []float64{300}, 0, 0, true)
+	// c1 exposed again in the other arm (a broken assignment): still
+	// counted in control, and reported.
+	evs = append(evs, jobcast.Event{TS: at(50), Event: jobcast.EventExposure, JobID: "c1", ExperimentID: "hb", Variant: "variant"})
 	// Another experiment's unit, and a job never exposed.
 	evs = append(evs, jobcast.Event{TS: at(0), Event: jobcast.EventExposure, JobID: "o1", ExperimentID: "other", Variant: "variant"},
 		jobcast.Event{TS: at(5), Event: jobcast.EventReconnected, JobID: "o1"},
@@ -110,6 +114,9 @@ func TestResultsSQL(t *testing.T) {
 		if len(m.Comparisons) != 1 || m.Comparisons[0].Variant != "variant" || m.Comparisons[0].Significant {
 			t.Errorf("%s comparisons %+v (no verdict below 1000 units)", name, m.Comparisons)
 		}
+	}
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "1 units were exposed to more than one arm") {
+		t.Errorf("warnings %q", res.Warnings)
 	}
 	if res.EnoughUnits || len(res.Warnings) == 0 {
 		t.Errorf("a verdict with 3 and 2 units: %+v", res)

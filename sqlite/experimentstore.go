@@ -20,7 +20,7 @@ var _ jobcast.ExperimentStore = (*ExperimentStore)(nil)
 var experimentMigrations = []string{
 	`CREATE TABLE experiments (
 		id         TEXT PRIMARY KEY,
-		created_at INTEGER NOT NULL,
+		created_at INTEGER NOT NULL, -- Unix nanoseconds: the list order
 		data       BLOB NOT NULL
 	) WITHOUT ROWID;
 	CREATE TABLE experiment_assignments (
@@ -154,7 +154,7 @@ func (s *ExperimentStore) CreateExperiment(ctx context.Context, e *jobcast.Exper
 		return fmt.Errorf("create experiment: %w", err)
 	}
 	res, err := s.db.write.ExecContext(ctx, `INSERT INTO experiments (id, created_at, data) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		e.ID, e.CreatedAt.UnixMilli(), data)
+		e.ID, e.CreatedAt.UnixNano(), data)
 	if err != nil {
 		return fmt.Errorf("create experiment: %w", err)
 	}
