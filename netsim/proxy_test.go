@@ -103,7 +103,7 @@ func TestLatencyWithinBounds(t *testing.T) {
 			r := bufio.NewReader(c)
 			lo := 2 * tt.latency
 			// Scheduling on a busy machine adds to the upper bound.
-			hi := 2*(tt.latency+tt.jitter) + 200*time.Millisecond
+			hi := 2*(tt.latency+tt.jitter) + time.Second
 			for range 5 {
 				if d := roundTrip(t, c, r); d < lo || d > hi {
 					t.Fatalf("round trip %v, want within [%v, %v]", d, lo, hi)
@@ -145,31 +145,28 @@ func TestDropShare(t *testing.T) {
 	t.Parallel()
 	const n = 200
 	px := startProxy(t, Profile{DropShare: 0.25, DropWithin: 50 * time.Millisecond, Seed: 42})
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		conns[i] = dial(t, px)
-		roundTrip(t, conns[i], bufio.NewReader(conns[i]))
+	for range n {
+		dial(t, px) // a doomed one may be cut at once: no round trip here
 	}
-	// Every doomed connection is cut within DropWithin: poll until it was.
+	// Every doomed connection is cut within DropWithin of being accepted:
+	// poll until all were accepted, cut, and their links torn down.
 	deadline := time.Now().Add(10 * time.Second)
-	for s := px.Stats(); s.Dropped < s.Doomed; s = px.Stats() {
+	s := px.Stats()
+	for s.Accepted < n || s.Dropped < s.Doomed || s.Active != s.Accepted-s.Dropped {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d doomed connections were cut", s.Dropped, s.Doomed)
+			t.Fatalf("did not settle: %+v", s)
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval
+		s = px.Stats()
 	}
-	s := px.Stats()
-	if s.Dropped < n*15/100 || s.Dropped > n*35/100 {
-		t.Fatalf("dropped %d of %d connections, want about 25%%", s.Dropped, n)
-	}
-	if s.Active != n-s.Dropped {
-		t.Fatalf("active %d, want %d", s.Active, n-s.Dropped)
+	if s.Doomed < n*15/100 || s.Doomed > n*35/100 {
+		t.Fatalf("doomed %d of %d connections, want about 25%%", s.Doomed, n)
 	}
 }
 
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
-	const idle = 100 * time.Millisecond
+	const idle = 300 * time.Millisecond
 	px := startProxy(t, Profile{IdleTimeout: idle})
 	quiet := dial(t, px)
 	busy := dial(t, px)
