@@ -222,12 +222,33 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		return false
 	}
 	job, err := c.h.opt.Store.GetJob(ctx, c.jobID)
+	if err != nil {
+		c.failLoad(err)
+		return false
+	}
+	return c.startJoined(ctx, lastSeq, job)
+}
+
+// failLoad closes a connection whose job could not be read.
+func (c *conn) failLoad(err error) {
+	if errors.Is(err, jobcast.ErrJobNotFound) {
+		c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "", jobcast.ReasonJobNotFound)
+		return
+	}
+	c.h.opt.Log.Error("load job for client", "job", c.jobID, "err", err)
+	c.fail(protocol.CloseInternalError, protocol.ErrInternal, "", jobcast.ReasonInternal)
+}
+
+// startJoined is start for a connection that joined its job before job
+// was read, so that every message after the snapshot reaches it live.
+func (c *conn) startJoined(ctx context.Context, lastSeq *int64, job *jobcast.Job) bool {
 	var logged []protocol.Envelope
+	var err error
 	after := int64(0)
 	if lastSeq != nil {
 		after = *lastSeq
 	}
-	if err == nil {
+	{
 		// A client cannot have seen more than the job has (a store
 		// restored from backup, a client bug): resume from what the
 		// server knows, and say so in ready.lastSeq, or the connection
@@ -243,12 +264,7 @@ func (c *conn) start(ctx context.Context, lastSeq *int64) bool {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, jobcast.ErrJobNotFound) {
-			c.fail(protocol.CloseJobNotFound, protocol.ErrJobNotFound, "", jobcast.ReasonJobNotFound)
-		} else {
-			c.h.opt.Log.Error("load job for client", "job", c.jobID, "err", err)
-			c.fail(protocol.CloseInternalError, protocol.ErrInternal, "", jobcast.ReasonInternal)
-		}
+		c.failLoad(err)
 		return false
 	}
 	replay := jobcast.ReplayAfter(logged, job.LastProgress, after)
@@ -409,7 +425,8 @@ func (c *conn) enqueueLocked(data []byte) {
 
 func (c *conn) pushLocked(f outFrame) {
 	c.queue = append(c.queue, f)
-	if !c.writing && !c.closed {
+	// Before the upgrade (ws nil) frames wait; attach starts the writer.
+	if !c.writing && !c.closed && c.ws != nil {
 		c.writing = true
 		c.h.wg.Add(1)
 		go c.writeLoop()
@@ -442,7 +459,22 @@ func (c *conn) slowConsumerLocked() {
 	// Set dropped before the deadline: a writer that sets its own deadline
 	// after this one sees the flag and stops.
 	c.dropped.Store(true)
-	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+	if c.ws != nil {
+		_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+	}
+}
+
+// attach gives a connection that joined its job before the upgrade its
+// socket, and starts a writer for what was queued meanwhile (a revocation).
+func (c *conn) attach(ws *websocket.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ws = ws
+	if len(c.queue) > 0 && !c.writing && !c.closed {
+		c.writing = true
+		c.h.wg.Add(1)
+		go c.writeLoop()
+	}
 }
 
 // closeNow writes a close frame directly, before the connection is shared.

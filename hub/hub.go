@@ -227,6 +227,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var claims *auth.Claims
+	var c *conn
+	var job *jobcast.Job
 	if token != "" {
 		var err error
 		claims, err = h.opt.Tokens.Verify(token, jobID)
@@ -239,37 +241,64 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		jobID = claims.JobID
-		job, err := h.opt.Store.GetJob(r.Context(), jobID)
-		if err != nil {
+		// Join before reading the job: the snapshot read next then serves
+		// both the checks here and the ready frame, and every message
+		// published after it reaches the connection live. A second read
+		// after the upgrade was a quarter of the server's CPU under churn.
+		c = h.newConn(nil, jobID, ip, cc, now)
+		c.claims = claims
+		if err := h.join(c); err != nil {
+			if jobcast.ErrorCode(err) == protocol.ErrTooManyConns {
+				w.Header().Set("Retry-After", "5")
+			} else {
+				h.opt.Log.Error("join job", "job", jobID, "err", err)
+				err = jobcast.Errorf(protocol.ErrInternal, "subscribe to the job")
+			}
 			h.reject(w, 0, err, jobID, "", cc)
 			return
 		}
-		if auth.Revoked(claims, job) {
-			h.reject(w, http.StatusForbidden, auth.ErrTokenRevoked, jobID, job.Pipeline, cc)
-			return
+		job, err = h.opt.Store.GetJob(r.Context(), jobID)
+		if err == nil && auth.Revoked(claims, job) {
+			err = auth.ErrTokenRevoked
 		}
-		if h.jobFull(jobID) {
-			w.Header().Set("Retry-After", "5")
-			h.reject(w, 0, jobcast.Errorf(protocol.ErrTooManyConns, "too many connections to this job (max %d)", h.cfg.MaxConnsPerJob), jobID, job.Pipeline, cc)
+		if err != nil {
+			h.leave(c, c.entry)
+			status, pipeline := 0, ""
+			if job != nil {
+				status, pipeline = http.StatusForbidden, job.Pipeline
+			}
+			h.reject(w, status, err, jobID, pipeline, cc)
 			return
 		}
 	} else if jobID == "" {
 		h.reject(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "jobId query parameter or a token is required"), "", "", cc)
 		return
 	}
+	// abandon undoes the join of a connection that will not be upgraded.
+	abandon := func() {
+		if c != nil && c.entry != nil {
+			h.leave(c, c.entry)
+		}
+	}
 	if !h.ipConns.Acquire(ip) {
+		abandon()
 		w.Header().Set("Retry-After", "5")
 		h.reject(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"), jobID, "", cc)
 		return
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		abandon()
 		h.ipConns.Release(ip)
 		return // the upgrader wrote the error response
 	}
-	c := h.newConn(ws, jobID, ip, cc, now)
-	c.claims = claims
+	if c == nil {
+		c = h.newConn(ws, jobID, ip, cc, now)
+	} else {
+		c.attach(ws)
+	}
 	if !h.track(c) {
+		abandon()
 		h.ipConns.Release(ip)
 		c.closeNow(protocol.CloseGoingAway, "server shutting down")
 		ws.Close()
@@ -285,8 +314,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the server's CPU under churn went to copying stacks), and the
 	// runtime sizes new goroutines' stacks by the average it sees.
 	started := true
-	if c.claims != nil {
-		started = c.start(context.Background(), ls)
+	if job != nil {
+		started = c.startJoined(context.Background(), ls, job)
 	} else {
 		c.awaitHello(ls)
 	}
@@ -384,16 +413,6 @@ func (h *Hub) untrack(c *conn) {
 	h.mu.Unlock()
 	h.connCount.Add(-1)
 	h.wg.Done()
-}
-
-// jobFull reports whether jobID already has as many local watchers as
-// allowed, so that the handshake can answer 429 instead of upgrading only to
-// close. join enforces the limit again for connections that race past this.
-func (h *Hub) jobFull(jobID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	e := h.jobs[jobID]
-	return e != nil && e.refs >= h.cfg.MaxConnsPerJob
 }
 
 // join adds c to its job's watchers, subscribing to the broker for the first
