@@ -52,7 +52,8 @@ type dialect interface {
 
 // dialects maps jobcast.TelemetryStore.Dialect() to its implementation.
 var dialects = map[string]dialect{
-	"duckdb": duckDB{},
+	"duckdb":     duckDB{},
+	"clickhouse": clickHouse{},
 }
 
 // duckDB is DuckDB's dialect. ts is a TIMESTAMP (UTC, no zone).
@@ -111,7 +112,11 @@ func (duckDB) distinctJobs(cond string, jobs int64) string {
 // and the values of the bin holding the level from rollup_rtt, joined on
 // the bin so that DuckDB pushes the bins' range into the scan of a table
 // stored in (day, bin) order. MATERIALIZED keeps each pass from being
-// computed twice.
+// computed twice. Sums are cast to BIGINT (DuckDB's sum of a BIGINT is a
+// HUGEINT, and its window over HUGEINT costs about half again), and the
+// running sums use a ROWS frame, the same as the default RANGE frame here
+// since bins and values are unique within a group, but without peer
+// handling.
 func (duckDB) rolledQuantile(bins string, keys, names []string, where string, hkeys []string, whereH string, bp int) string {
 	cols := strings.Join(names, ", ") + ", "
 	part := "PARTITION BY " + strings.Join(names, ", ")
@@ -122,18 +127,18 @@ func (duckDB) rolledQuantile(bins string, keys, names []string, where string, hk
 	}
 	level := strconv.Itoa(bp)
 	var sb strings.Builder
-	sb.WriteString("WITH b AS MATERIALIZED (SELECT " + strings.Join(keys, ", ") + ", bin, sum(w) AS bw FROM " + bins + " WHERE " + where + group + ", bin), ")
-	sb.WriteString("tot AS (SELECT " + cols + "sum(bw) AS tw FROM b" + group + "), ")
-	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw FROM b), ")
+	sb.WriteString("WITH b AS MATERIALIZED (SELECT " + strings.Join(keys, ", ") + ", bin, CAST(sum(w) AS BIGINT) AS bw FROM " + bins + " WHERE " + where + group + ", bin), ")
+	sb.WriteString("tot AS (SELECT " + cols + "CAST(sum(bw) AS BIGINT) AS tw FROM b" + group + "), ")
+	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin ROWS UNBOUNDED PRECEDING) AS cw FROM b), ")
 	sb.WriteString("t AS MATERIALIZED (SELECT " + cols + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, any_value(tw) AS tw FROM c JOIN tot USING (" +
 		strings.Join(names, ", ") + ") WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
 	tcols := make([]string, len(names))
 	for i, n := range names {
 		tcols[i] = "t." + n + " AS " + n
 	}
-	sb.WriteString("x AS (SELECT " + strings.Join(tcols, ", ") + ", h.rtt_ms AS v, sum(h.w) AS w, any_value(t.before) AS before, any_value(t.tw) AS tw" +
+	sb.WriteString("x AS (SELECT " + strings.Join(tcols, ", ") + ", h.rtt_ms AS v, CAST(sum(h.w) AS BIGINT) AS w, any_value(t.before) AS before, any_value(t.tw) AS tw" +
 		" FROM rollup_rtt AS h JOIN t ON h.bin = t.bin AND " + strings.Join(on, " AND ") + " WHERE " + whereH + " GROUP BY ALL), ")
-	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
+	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v ROWS UNBOUNDED PRECEDING) AS cw FROM x) ")
 	sb.WriteString("SELECT " + cols + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
 	return sb.String()
 }
@@ -151,7 +156,8 @@ func rttBin(col string) string { return "CAST(sqrt(greatest(" + col + ", 0)) * 1
 // a running sum over the few thousand bins finds the bin holding the level
 // and the weight before it, and only the samples in that bin are sorted.
 // The answer is exact: it is the same smallest value whose cumulative
-// weight reaches the level.
+// weight reaches the level. Sums are cast to BIGINT and running sums use
+// ROWS frames, as in rolledQuantile.
 func (duckDB) weightedQuantile(keys, names []string, value, where string, bp int) string {
 	cols := "" // "name, " for each group column
 	for _, n := range names {
@@ -173,13 +179,13 @@ func (duckDB) weightedQuantile(keys, names []string, value, where string, bp int
 	// b: Σw per bin; tot: Σw per group; c: running Σw over the bins; t: the
 	// bin holding the level, and the weight before it. (tot as a window
 	// over b costs twice as much: a second window sorts again.)
-	sb.WriteString("b AS (SELECT " + cols + "bin, sum(w) AS bw FROM h GROUP BY ALL), ")
-	sb.WriteString("tot AS (SELECT " + cols + "sum(bw) AS tw FROM b" + group + "), ")
-	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin) AS cw FROM b), ")
+	sb.WriteString("b AS (SELECT " + cols + "bin, CAST(sum(w) AS BIGINT) AS bw FROM h GROUP BY ALL), ")
+	sb.WriteString("tot AS (SELECT " + cols + "CAST(sum(bw) AS BIGINT) AS tw FROM b" + group + "), ")
+	sb.WriteString("c AS (SELECT " + cols + "bin, bw, sum(bw) OVER (" + part + " ORDER BY bin ROWS UNBOUNDED PRECEDING) AS cw FROM b), ")
 	sb.WriteString("t AS (SELECT " + cols + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, any_value(tw) AS tw FROM c JOIN tot" + using + " WHERE cw * 10000 >= " + level + " * tw" + group + "), ")
 	// x: the samples of that bin; y: their running Σw after the bins before.
-	sb.WriteString("x AS (SELECT " + cols + "v, sum(w) AS w, any_value(before) AS before, any_value(tw) AS tw FROM h JOIN t USING (" + cols + "bin) GROUP BY ALL), ")
-	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v) AS cw FROM x) ")
+	sb.WriteString("x AS (SELECT " + cols + "v, CAST(sum(w) AS BIGINT) AS w, any_value(before) AS before, any_value(tw) AS tw FROM h JOIN t USING (" + cols + "bin) GROUP BY ALL), ")
+	sb.WriteString("y AS (SELECT " + cols + "v, tw, before + sum(w) OVER (" + part + " ORDER BY v ROWS UNBOUNDED PRECEDING) AS cw FROM x) ")
 	sb.WriteString("SELECT " + cols + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + group)
 	return sb.String()
 }
