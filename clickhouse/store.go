@@ -1,0 +1,272 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/shopspring/decimal"
+
+	"github.com/jobcast/jobcast"
+)
+
+var _ jobcast.TelemetryStore = (*Store)(nil)
+
+// Config configures a Store.
+type Config struct {
+	// URL is the server's native-protocol address as a DSN:
+	// clickhouse://user:password@host:9000/database?dial_timeout=5s. The
+	// database is created when missing (default "jobcast").
+	URL string
+	// Retention, when set, becomes the table's TTL on servers that have TTLs
+	// (19.6 and later); DeleteBefore does the same work on any server.
+	Retention time.Duration
+	// Log receives what the store cannot return as an error.
+	Log *slog.Logger
+}
+
+// Store is the ClickHouse jobcast.TelemetryStore.
+type Store struct {
+	conn driver.Conn
+	db   string
+	log  *slog.Logger
+}
+
+// columns are the events table's columns in insert order.
+var columns = []string{
+	"ts", "event", "node", "job_id", "pipeline", "conn_id", "app_version", "os_version",
+	"network_type", "device_model", "error_code", "provider", "retryable", "reason",
+	"close_code", "rtt_ms", "duration_ms", "messages_sent", "bytes_sent", "messages_received",
+	"progress_sent", "reconnect_count", "success_count", "failure_count", "total_count",
+	"throttled_count", "experiment_id", "variant", "param", "value", "sample_interval",
+}
+
+// schema is the events table. String columns default to ” and numbers to
+// 0, so a zero field is a zero, not a NULL, as in DuckDB.
+const schema = `CREATE TABLE IF NOT EXISTS %s.events (
+	ts Decimal64(3),
+	event String, node String, job_id String, pipeline String, conn_id String,
+	app_version String, os_version String, network_type String, device_model String,
+	error_code String, provider String, retryable UInt8, reason String,
+	close_code Int64, rtt_ms Float64, duration_ms Int64, messages_sent Int64,
+	bytes_sent Int64, messages_received Int64, progress_sent Int64, reconnect_count Int64,
+	success_count Int64, failure_count Int64, total_count Int64, throttled_count Int64,
+	experiment_id String, variant String, param String, value String, sample_interval Int64
+) ENGINE = MergeTree
+PARTITION BY intDiv(toUInt32(ts), 86400)
+ORDER BY (event, pipeline, network_type, app_version, ts)%s`
+
+// Open connects, creates the database and the events table when missing, and
+// returns the Store.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	opt, err := ch.ParseDSN(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse url: %w", err)
+	}
+	if opt.Protocol != ch.Native {
+		return nil, errors.New("clickhouse url: only the native protocol (clickhouse://host:9000) is supported")
+	}
+	db := opt.Auth.Database
+	if db == "" {
+		db = "jobcast"
+	}
+	if !identRE(db) {
+		return nil, fmt.Errorf("clickhouse url: database name %q is not a plain identifier", db)
+	}
+	// Create the database from the server's default one, then connect to
+	// it, so that unqualified table names resolve in it.
+	boot := *opt
+	boot.Auth.Database = ""
+	conn, err := ch.Open(&boot)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse: %w", err)
+	}
+	err = conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db)
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("create database %s: %w", db, err)
+	}
+	opt.Auth.Database = db
+	if conn, err = ch.Open(opt); err != nil {
+		return nil, fmt.Errorf("open clickhouse: %w", err)
+	}
+	s := &Store{conn: conn, db: db, log: cfg.Log}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.init(ctx, cfg.Retention); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context, retention time.Duration) error {
+	ttl := ""
+	if retention > 0 {
+		v, err := s.conn.ServerVersion()
+		if err != nil {
+			return fmt.Errorf("clickhouse version: %w", err)
+		}
+		if v.Version.Major > 19 || (v.Version.Major == 19 && v.Version.Minor >= 6) {
+			days := int64((retention + 24*time.Hour - 1) / (24 * time.Hour))
+			ttl = "\nTTL toDateTime(toUInt32(ts)) + INTERVAL " + strconv.FormatInt(days, 10) + " DAY"
+		}
+	}
+	if err := s.conn.Exec(ctx, fmt.Sprintf(schema, s.db, ttl)); err != nil {
+		return fmt.Errorf("create events table: %w", err)
+	}
+	return nil
+}
+
+func identRE(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Dialect implements jobcast.TelemetryStore.
+func (s *Store) Dialect() string { return "clickhouse" }
+
+// Close implements jobcast.TelemetryStore.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Rollup implements jobcast.TelemetryStore: the ClickHouse store keeps no
+// rollups (the metrics library reads raw events), so there is nothing to
+// build.
+func (s *Store) Rollup(context.Context, time.Time) (int, error) { return 0, nil }
+
+// tsValue is t as the ts column holds it.
+func tsValue(t time.Time) decimal.Decimal { return decimal.New(t.UnixMilli(), -3) }
+
+// tsLiteral is t as a Decimal64(3) SQL literal.
+func tsLiteral(t time.Time) string {
+	return "toDecimal64('" + tsValue(t).StringFixed(3) + "', 3)"
+}
+
+// Write implements jobcast.TelemetryStore: one INSERT block per call, which
+// ClickHouse commits atomically as one part.
+func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+strings.Join(columns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	defer batch.Abort() //nolint:errcheck // a no-op after Send
+	for i := range events {
+		e := &events[i]
+		si := e.SampleInterval
+		if si == 0 {
+			si = 1
+		}
+		var retryable uint8
+		if e.Retryable {
+			retryable = 1
+		}
+		if err := batch.Append(
+			tsValue(e.TS), e.Event, e.Node, e.JobID, e.Pipeline, e.ConnID, e.AppVersion, e.OSVersion,
+			e.NetworkType, e.DeviceModel, e.ErrorCode, e.Provider, retryable, e.Reason,
+			int64(e.CloseCode), e.RTTMs, e.DurationMs, e.MessagesSent, e.BytesSent, e.MessagesReceived,
+			e.ProgressSent, e.ReconnectCount, e.SuccessCount, e.FailureCount, e.TotalCount,
+			e.ThrottledCount, e.ExperimentID, e.Variant, e.Param, e.Value, si,
+		); err != nil {
+			return fmt.Errorf("append event: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// DeleteBefore implements jobcast.TelemetryStore. The count is taken just
+// before deleting, so events written meanwhile may be deleted uncounted.
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	lit := tsLiteral(t)
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.db+".events WHERE ts < "+lit).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count expired events: %w", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	// Whole days before t's day: drop their partitions, which is cheap.
+	day := t.UnixMilli() / 86_400_000
+	if t.UnixMilli() < 0 {
+		day = 0
+	}
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'events' AND active", s.db)
+	if err != nil {
+		return 0, fmt.Errorf("list partitions: %w", err)
+	}
+	var drop []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("list partitions: %w", err)
+		}
+		if d, err := strconv.ParseInt(p, 10, 64); err == nil && d < day {
+			drop = append(drop, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("list partitions: %w", err)
+	}
+	for _, p := range drop {
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.db+".events DROP PARTITION "+p); err != nil {
+			return 0, fmt.Errorf("drop partition %s: %w", p, err)
+		}
+	}
+	// The rest of t's day: a mutation, which runs in the background.
+	var left uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.db+".events WHERE ts < "+lit).Scan(&left); err != nil {
+		return 0, fmt.Errorf("count expired events: %w", err)
+	}
+	if left > 0 {
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.db+".events DELETE WHERE ts < "+lit); err != nil {
+			return 0, fmt.Errorf("delete expired events: %w", err)
+		}
+		if err := s.waitMutations(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return int64(n), nil
+}
+
+// waitMutations waits until the events table has no mutation left to do.
+func (s *Store) waitMutations(ctx context.Context) error {
+	wait := time.Millisecond
+	for {
+		var pending uint64
+		err := s.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table = 'events' AND is_done = 0", s.db).Scan(&pending)
+		if err != nil {
+			return fmt.Errorf("wait for delete: %w", err)
+		}
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for delete: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
