@@ -45,6 +45,21 @@ func TestLoadgenAgainstServe(t *testing.T) {
 	if data, err := os.ReadFile(report); err != nil || !strings.Contains(string(data), `"framesLost": 0`) {
 		t.Fatalf("json-out file: %v\n%s", err, data)
 	}
+
+	// Without /proc (-server-pid -1) the figures come from /metrics.
+	out, errOut = &syncBuffer{}, &syncBuffer{}
+	rc = Main(context.Background(), []string{"loadgen", "-url", base, "-conns", "2", "-duration", "500ms", "-rate", "10",
+		"-server-pid", "-1", "-json"}, mapEnv(env), out, errOut)
+	if rc != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", rc, errOut.String())
+	}
+	rep = loadgen.Report{}
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Server.Source != "metrics" || rep.Server.FramesSent == 0 || rep.Server.BaselineRSSBytes == 0 {
+		t.Fatalf("server figures from /metrics: %+v", rep.Server)
+	}
 }
 
 func TestLoadgenRefuses(t *testing.T) {
