@@ -47,6 +47,60 @@ var columns = []string{
 	"throttled_count", "experiment_id", "variant", "param", "value", "sample_interval",
 }
 
+// colIndex is each column's position in columns.
+var colIndex = func() map[string]int {
+	m := make(map[string]int, len(columns))
+	for i, c := range columns {
+		m[c] = i
+	}
+	return m
+}()
+
+type stringCol struct {
+	name string
+	get  func(*jobcast.Event) string
+}
+
+type intCol struct {
+	name string
+	get  func(*jobcast.Event) int64
+}
+
+// stringCols and intCols, with ts, retryable, rtt_ms and sample_interval,
+// are every column.
+var stringCols = []stringCol{
+	{"event", func(e *jobcast.Event) string { return e.Event }},
+	{"node", func(e *jobcast.Event) string { return e.Node }},
+	{"job_id", func(e *jobcast.Event) string { return e.JobID }},
+	{"pipeline", func(e *jobcast.Event) string { return e.Pipeline }},
+	{"conn_id", func(e *jobcast.Event) string { return e.ConnID }},
+	{"app_version", func(e *jobcast.Event) string { return e.AppVersion }},
+	{"os_version", func(e *jobcast.Event) string { return e.OSVersion }},
+	{"network_type", func(e *jobcast.Event) string { return e.NetworkType }},
+	{"device_model", func(e *jobcast.Event) string { return e.DeviceModel }},
+	{"error_code", func(e *jobcast.Event) string { return e.ErrorCode }},
+	{"provider", func(e *jobcast.Event) string { return e.Provider }},
+	{"reason", func(e *jobcast.Event) string { return e.Reason }},
+	{"experiment_id", func(e *jobcast.Event) string { return e.ExperimentID }},
+	{"variant", func(e *jobcast.Event) string { return e.Variant }},
+	{"param", func(e *jobcast.Event) string { return e.Param }},
+	{"value", func(e *jobcast.Event) string { return e.Value }},
+}
+
+var intCols = []intCol{
+	{"close_code", func(e *jobcast.Event) int64 { return int64(e.CloseCode) }},
+	{"duration_ms", func(e *jobcast.Event) int64 { return e.DurationMs }},
+	{"messages_sent", func(e *jobcast.Event) int64 { return e.MessagesSent }},
+	{"bytes_sent", func(e *jobcast.Event) int64 { return e.BytesSent }},
+	{"messages_received", func(e *jobcast.Event) int64 { return e.MessagesReceived }},
+	{"progress_sent", func(e *jobcast.Event) int64 { return e.ProgressSent }},
+	{"reconnect_count", func(e *jobcast.Event) int64 { return e.ReconnectCount }},
+	{"success_count", func(e *jobcast.Event) int64 { return e.SuccessCount }},
+	{"failure_count", func(e *jobcast.Event) int64 { return e.FailureCount }},
+	{"total_count", func(e *jobcast.Event) int64 { return e.TotalCount }},
+	{"throttled_count", func(e *jobcast.Event) int64 { return e.ThrottledCount }},
+}
+
 // schema is the events table. String columns default to ” and numbers to
 // 0, so a zero field is a zero, not a NULL, as in DuckDB.
 const schema = `CREATE TABLE IF NOT EXISTS %s.events (
@@ -168,24 +222,65 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	defer batch.Abort() //nolint:errcheck // a no-op after Send
+	// Column by column: appending rows goes through reflection for every
+	// value, several times slower.
+	n := len(events)
+	ts := make([]decimal.Decimal, n)
+	retryable := make([]uint8, n)
+	si := make([]int64, n)
+	strs := make([][]string, len(stringCols))
+	for i := range strs {
+		strs[i] = make([]string, n)
+	}
+	ints := make([][]int64, len(intCols))
+	for i := range ints {
+		ints[i] = make([]int64, n)
+	}
+	rtt := make([]float64, n)
 	for i := range events {
 		e := &events[i]
-		si := e.SampleInterval
-		if si == 0 {
-			si = 1
-		}
-		var retryable uint8
+		ts[i] = tsValue(e.TS)
 		if e.Retryable {
-			retryable = 1
+			retryable[i] = 1
 		}
-		if err := batch.Append(
-			tsValue(e.TS), e.Event, e.Node, e.JobID, e.Pipeline, e.ConnID, e.AppVersion, e.OSVersion,
-			e.NetworkType, e.DeviceModel, e.ErrorCode, e.Provider, retryable, e.Reason,
-			int64(e.CloseCode), e.RTTMs, e.DurationMs, e.MessagesSent, e.BytesSent, e.MessagesReceived,
-			e.ProgressSent, e.ReconnectCount, e.SuccessCount, e.FailureCount, e.TotalCount,
-			e.ThrottledCount, e.ExperimentID, e.Variant, e.Param, e.Value, si,
-		); err != nil {
-			return fmt.Errorf("append event: %w", err)
+		si[i] = e.SampleInterval
+		if si[i] == 0 {
+			si[i] = 1
+		}
+		for j, f := range stringCols {
+			strs[j][i] = f.get(e)
+		}
+		for j, f := range intCols {
+			ints[j][i] = f.get(e)
+		}
+		rtt[i] = e.RTTMs
+	}
+	appendCol := func(name string, v any) error {
+		if err := batch.Column(colIndex[name]).Append(v); err != nil {
+			return fmt.Errorf("append %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := appendCol("ts", ts); err != nil {
+		return err
+	}
+	if err := appendCol("retryable", retryable); err != nil {
+		return err
+	}
+	if err := appendCol("sample_interval", si); err != nil {
+		return err
+	}
+	if err := appendCol("rtt_ms", rtt); err != nil {
+		return err
+	}
+	for j, f := range stringCols {
+		if err := appendCol(f.name, strs[j]); err != nil {
+			return err
+		}
+	}
+	for j, f := range intCols {
+		if err := appendCol(f.name, ints[j]); err != nil {
+			return err
 		}
 	}
 	if err := batch.Send(); err != nil {
