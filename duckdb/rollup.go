@@ -301,6 +301,9 @@ func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
 	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(job), 0) FROM rollup_jobs WHERE day = make_timestamp($1)", d).Scan(&jobs); err != nil {
 		return false, fmt.Errorf("rollup %s: %w", name, err)
 	}
+	if s.beforePublish != nil {
+		s.beforePublish(d)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {

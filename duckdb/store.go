@@ -79,6 +79,10 @@ type Store struct {
 	// buildDirty is set when a Write or DeleteBefore touches building.
 	buildDirty bool
 	closed     bool
+
+	// beforePublish, when set (by tests), runs between a day's build and
+	// its publication in rollup_days.
+	beforePublish func(day int64)
 }
 
 // column is one column of events: its DuckDB type, the value it gets when a

@@ -1,0 +1,84 @@
+package duckdb
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jobcast/jobcast"
+)
+
+// A Write of an event of the day being built, landing after the build read
+// the day, keeps the build from being published: the day stays without
+// rollups (so metrics read its events, the late one included) until the
+// next Rollup builds it again. DeleteBefore cutting into it does the same.
+func TestRollupBuildRacingAWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		touch func(s *Store) error
+	}{
+		{"late write", func(s *Store) error {
+			return s.Write(ctx, []jobcast.Event{{TS: day.Add(time.Hour), Event: jobcast.EventHeartbeat, JobID: "late", RTTMs: 9}})
+		}},
+		{"retention", func(s *Store) error {
+			_, err := s.DeleteBefore(ctx, day.Add(30*time.Minute))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := Open(ctx, filepath.Join(t.TempDir(), "t.duckdb"), Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Write(ctx, []jobcast.Event{
+				{TS: day.Add(10 * time.Minute), Event: jobcast.EventConnected, JobID: "j1"},
+				{TS: day.Add(2 * time.Hour), Event: jobcast.EventHeartbeat, JobID: "j1", RTTMs: 20},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var touchErr error
+			s.beforePublish = func(int64) {
+				s.beforePublish = nil
+				touchErr = tt.touch(s)
+			}
+			if n, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil || n != 0 {
+				t.Fatalf("Rollup racing a %s = %d, %v; want 0 days, nil", tt.name, n, err)
+			}
+			if touchErr != nil {
+				t.Fatal(touchErr)
+			}
+			if got := rollupDayCount(t, s); got != 0 {
+				t.Fatalf("rollup_days has %d rows after the abandoned build, want 0", got)
+			}
+			if n, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil || n != 1 {
+				t.Fatalf("Rollup again = %d, %v; want 1 day", n, err)
+			}
+			// The rebuilt day holds exactly the day's events now.
+			var hb, events int64
+			if err := s.db.QueryRowContext(ctx, `SELECT
+				(SELECT coalesce(sum(w), 0) FROM rollup_rtt),
+				(SELECT count(*) FROM events WHERE event = 'heartbeat')`).Scan(&hb, &events); err != nil {
+				t.Fatal(err)
+			}
+			if hb != events {
+				t.Errorf("rollup_rtt weighs %d heartbeats, events hold %d", hb, events)
+			}
+		})
+	}
+}
+
+func rollupDayCount(t *testing.T, s *Store) int64 {
+	t.Helper()
+	var n int64
+	if err := s.db.QueryRowContext(context.Background(), "SELECT count(*) FROM rollup_days").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
