@@ -96,8 +96,11 @@ func New(opt Options) *Hub {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:    1024,
-		WriteBufferSize:   1024,
+		// Client frames are pongs (about 80 bytes) and the odd hello;
+		// a frame larger than the buffer is still read, in pieces. Every
+		// idle connection holds this buffer, so it is kept small.
+		ReadBufferSize:    256,
+		WriteBufferSize:   1024, // unused: writeBatch frames and writes itself
 		WriteBufferPool:   &sync.Pool{},
 		Subprotocols:      []string{protocol.Subprotocol},
 		HandshakeTimeout:  10 * time.Second,
