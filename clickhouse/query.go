@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"reflect"
 	"strings"
 	"time"
@@ -295,7 +296,10 @@ func (s *Store) untrustedErr(ctx, qctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("untrusted query: %w", ctx.Err())
 	}
-	if errors.Is(qctx.Err(), context.DeadlineExceeded) {
+	// The driver puts the context's deadline on the socket, which can
+	// time out a moment before the context's own timer fires.
+	var ne net.Error
+	if qctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout() && pastDeadline(qctx)) {
 		return errTimeout
 	}
 	var ex *proto.Exception
@@ -314,6 +318,12 @@ func (s *Store) untrustedErr(ctx, qctx context.Context, err error) error {
 		}
 	}
 	return fmt.Errorf("untrusted query: %w", err)
+}
+
+// pastDeadline reports whether ctx's deadline has (all but) passed.
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 50*time.Millisecond
 }
 
 // firstLine drops the server's stack traces and notes after the first line.
