@@ -26,7 +26,8 @@ type appender struct {
 // event whose other fields are all zero goes through an appender of these
 // only, and DuckDB fills the other 18 with their defaults (the zero
 // values) in C, where the full appender would make a cgo call per value:
-// 13 instead of 31 (sustained ingestion +N %, see docs/benchmarks.md).
+// 13 instead of 31 values, 9 instead of 14 string cgo calls (+1 to +17 %
+// in paired runs under load, docs/benchmarks.md).
 var slimColumns = []string{"ts", "event", "node", "job_id", "pipeline", "conn_id", "app_version", "os_version",
 	"network_type", "device_model", "rtt_ms", "reconnect_count", "sample_interval"}
 
