@@ -16,12 +16,10 @@ import (
 	"github.com/jobcast/jobcast/alerting"
 	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/dashboard"
-	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/experiment"
 	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/httpapi"
 	"github.com/jobcast/jobcast/hub"
-	"github.com/jobcast/jobcast/inmem"
 	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/metrics"
@@ -30,7 +28,8 @@ import (
 	"github.com/jobcast/jobcast/telemetry"
 )
 
-// node is one running jobcast server in embedded mode.
+// node is one running jobcast server, on the embedded or the cluster
+// engines (engines.go).
 type node struct {
 	cfg       jobcast.Config
 	log       *slog.Logger
@@ -54,11 +53,21 @@ type node struct {
 	serveErr    chan error
 	// APIKey is the key generated on first start ("" if none was generated).
 	APIKey string
+
+	// closeEngines closes what the job store and broker share (a NATS
+	// connection), after both.
+	closeEngines func()
 }
 
 // startNode opens the stores, generates missing secrets, and starts serving.
 // Notes for the operator (a generated key) are written to out.
 func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
+	return startNodeWith(ctx, cfg, engineURLs{}, log, out, opts...)
+}
+
+// startNodeWith is startNode on the engines urls choose (embedded ones for
+// empty URLs).
+func startNodeWith(ctx context.Context, cfg jobcast.Config, urls engineURLs, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
 	clock := jobcast.SystemClock{}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
@@ -106,14 +115,16 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	}
 	tokens := auth.NewTokens(ring, cfg.TokenTTL, clock)
 
-	store, err := sqlite.OpenJobStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	engines, err := openJobEngines(ctx, cfg, urls, log)
 	if err != nil {
 		return nil, err
 	}
-	n.store = store
-	events, err := duckdb.Open(ctx, filepath.Join(cfg.DataDir, "telemetry.duckdb"), duckdb.Options{})
+	store := engines.store
+	n.store, n.closeEngines = store, engines.close
+	events, err := openTelemetry(ctx, cfg, urls, log)
 	if err != nil {
 		store.Close()
+		engines.close()
 		return nil, fmt.Errorf("telemetry store: %w", err)
 	}
 	n.events = events
@@ -125,7 +136,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	n.evRetain.Start()
 
 	catalog := jobcast.NewCatalog(cfg.Errors)
-	broker := inmem.NewBroker()
+	broker := engines.broker
 	svc := jobs.New(store, broker, catalog, clock, log)
 	n.experiments, n.expStore, err = startExperiments(ctx, cfg, events, clock, log)
 	if err != nil {
@@ -267,5 +278,6 @@ func (n *node) closeStores(ctx context.Context) error {
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))
 	}
+	n.closeEngines()
 	return errors.Join(errs...)
 }

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/client"
+	"github.com/jobcast/jobcast/clickhouse"
+	"github.com/jobcast/jobcast/clickhouse/chtest"
+	"github.com/jobcast/jobcast/nats/natstest"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+const (
+	clusterAPIKey = "cluster-test-key-0123456789"
+	clusterJWT    = "cluster-test-jwt-secret-0123456789-0123456789"
+)
+
+// startClusterNode starts a full node (startNodeWith, as serve would) on the
+// cluster engines, with the secrets every node of the cluster shares.
+func startClusterNode(t *testing.T, id string, urls engineURLs) (*node, func()) {
+	t.Helper()
+	cfg := jobcast.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), NodeID: id,
+		APIKeys: []string{clusterAPIKey}, JWTSecret: clusterJWT, AdminToken: "cluster-admin-token-0123456789",
+		ThrottleDisabled: true,
+	}.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := startNodeWith(context.Background(), cfg, urls, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if err != nil {
+		t.Fatalf("start node %s: %v", id, err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := n.shutdown(ctx); err != nil {
+				t.Errorf("shut down node %s: %v", id, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return n, stop
+}
+
+// TestClusterTwoNodes runs two full nodes on one NATS server (and, when a
+// ClickHouse server is given, one ClickHouse database): a client on node A
+// watches, live, a job created and driven through node B; a client that
+// joins on A after the job finished gets B's logged messages replayed; both
+// nodes' telemetry lands in the one ClickHouse table.
+func TestClusterTwoNodes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	urls := engineURLs{NATS: natstest.NewServer(t)}
+	if os.Getenv(chtest.EnvURL) != "" || os.Getenv(chtest.EnvRequire) != "" {
+		urls.ClickHouse = chtest.URL(t)
+	}
+	a, stopA := startClusterNode(t, "node-a", urls)
+	b, stopB := startClusterNode(t, "node-b", urls)
+	wsA := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws/progress"
+	producerB := client.NewProducer(b.URL(), clusterAPIKey)
+
+	tk, err := producerB.CreateJob(ctx, client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 20})
+	if err != nil {
+		t.Fatalf("CreateJob on B: %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		live  []int64
+		ready = make(chan struct{})
+		once  sync.Once
+	)
+	w, err := client.NewWatcher(client.Config{
+		URL: wsA, JobID: tk.JobID, Token: tk.Token, MaxAttempts: 3,
+		Context:   client.ClientContext{AppVersion: "2.0", OSVersion: "iOS 18", NetworkType: "wifi", DeviceModel: "iPhone15,2"},
+		OnReady:   func(protocol.Ready) { once.Do(func() { close(ready) }) },
+		OnMessage: func(e protocol.Envelope) { mu.Lock(); live = append(live, e.Seq); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("no ready frame from node A")
+	}
+	evs := []protocol.ProducerEvent{client.NewEvent("started", map[string]any{"totalCount": 20})}
+	for i := 1; i <= 20; i++ {
+		evs = append(evs, client.NewEvent("progress", map[string]any{"processedCount": i}))
+		if i == 10 {
+			evs = append(evs, client.NewEvent("error", map[string]any{"code": "E_GEMINI_TIMEOUT", "retryable": true}))
+		}
+	}
+	evs = append(evs, client.NewEvent("completed", map[string]any{"successCount": 20}))
+	for _, ev := range evs {
+		if _, err := producerB.SendEvent(ctx, tk.JobID, ev); err != nil {
+			t.Fatalf("SendEvent on B: %v", err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("watcher on A: %v", err)
+	}
+	mu.Lock()
+	if len(live) != len(evs) || live[0] != 1 || live[len(live)-1] != int64(len(evs)) {
+		t.Fatalf("client on A saw seqs %v, want 1…%d", live, len(evs))
+	}
+	mu.Unlock()
+
+	// A client joining on A after the end gets the log B wrote.
+	var types []string
+	late, err := client.NewWatcher(client.Config{
+		URL: wsA, JobID: tk.JobID, Token: tk.Token, MaxAttempts: 3,
+		OnMessage: func(e protocol.Envelope) { types = append(types, e.Type) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Run(ctx); err != nil {
+		t.Fatalf("late watcher on A: %v", err)
+	}
+	if got, want := strings.Join(types, " "), "job_started error job_progress job_completed"; got != want {
+		t.Fatalf("late client on A replayed %q, want %q", got, want)
+	}
+
+	if urls.ClickHouse == "" {
+		return // no ClickHouse server given: both nodes used DuckDB
+	}
+	// Stopping the nodes flushes their telemetry into the shared table.
+	stopA()
+	stopB()
+	store, err := clickhouse.Open(ctx, clickhouse.Config{URL: urls.ClickHouse})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rows, err := store.Query(ctx, "SELECT node, event, count() AS n FROM events GROUP BY node, event ORDER BY node, event")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range rows.Rows {
+		got[r[0].(string)+"/"+r[1].(string)] = true
+	}
+	for _, want := range []string{"node-a/connected", "node-a/disconnected", "node-b/job_started", "node-b/job_completed", "node-b/error"} {
+		if !got[want] {
+			t.Errorf("no %s event in ClickHouse; have %v", want, rows.Rows)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/clickhouse"
+	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/inmem"
+	"github.com/jobcast/jobcast/nats"
+	"github.com/jobcast/jobcast/sqlite"
+)
+
+// engineURLs choose a node's engines by URL scheme (docs/cluster.md). An
+// empty URL keeps the embedded engine in the data dir.
+type engineURLs struct {
+	// NATS (nats://, tls://, ws://, wss://) holds job state and message logs
+	// in JetStream and fans messages out between nodes.
+	NATS string
+	// ClickHouse (clickhouse://host:9000/database, the native protocol)
+	// holds telemetry.
+	ClickHouse string
+}
+
+// jobEngines are the job store and the broker, and what closes what they
+// share (a NATS connection) after the store is closed.
+type jobEngines struct {
+	store  jobcast.JobStore
+	broker jobcast.Broker
+	close  func()
+}
+
+// openJobEngines opens SQLite and the in-process broker, or NATS.
+func openJobEngines(ctx context.Context, cfg jobcast.Config, urls engineURLs, log *slog.Logger) (*jobEngines, error) {
+	if urls.NATS == "" {
+		store, err := sqlite.OpenJobStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+		if err != nil {
+			return nil, err
+		}
+		return &jobEngines{store: store, broker: inmem.NewBroker(), close: func() {}}, nil
+	}
+	u, err := url.Parse(urls.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("NATS URL: %w", err)
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("NATS URL: unknown scheme %q: use nats://host:4222", u.Scheme)
+	}
+	nc, err := natsgo.Connect(urls.NATS,
+		natsgo.Name("jobcast "+cfg.NodeID),
+		natsgo.MaxReconnects(-1), // keep trying: clients resume from the store meanwhile
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("NATS error; clients will catch up on resume", "subject", subject, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	store, err := nats.NewJobStore(ctx, nc, nats.JobStoreConfig{
+		// Past the job retention, and past any running job's idle time.
+		MaxAge: max(30*24*time.Hour, 2*cfg.JobRetention),
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &jobEngines{store: store, broker: nats.NewBroker(nc, "", log), close: nc.Close}, nil
+}
+
+// openTelemetry opens DuckDB in the data dir, or ClickHouse.
+func openTelemetry(ctx context.Context, cfg jobcast.Config, urls engineURLs, log *slog.Logger) (jobcast.TelemetryStore, error) {
+	if urls.ClickHouse == "" {
+		return duckdb.Open(ctx, filepath.Join(cfg.DataDir, "telemetry.duckdb"), duckdb.Options{})
+	}
+	u, err := url.Parse(urls.ClickHouse)
+	if err != nil {
+		return nil, fmt.Errorf("ClickHouse URL: %w", err)
+	}
+	switch u.Scheme {
+	case "clickhouse", "tcp":
+	case "http", "https":
+		return nil, errors.New("ClickHouse URL: the HTTP interface is not supported; use the native protocol, clickhouse://host:9000/database")
+	default:
+		return nil, fmt.Errorf("ClickHouse URL: unknown scheme %q: use clickhouse://host:9000/database", u.Scheme)
+	}
+	return clickhouse.Open(ctx, clickhouse.Config{URL: urls.ClickHouse, Retention: cfg.TelemetryRetention, Log: log})
+}
