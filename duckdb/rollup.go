@@ -25,9 +25,10 @@ const day = 24 * time.Hour
 //
 //   - rollup_days: the days whose rollups are complete, with the number of
 //     distinct jobs of the day (the largest job number in rollup_jobs).
-//   - rollup_state: one row, gen, incremented in every transaction that
+//   - rollup_state: one row: gen, incremented in every transaction that
 //     adds or removes a day, so that a reader can tell that rollup_days did
-//     not change between two statements.
+//     not change between two statements; and the rollupVersion that built
+//     the rollups.
 //   - rollup_events: per day, event and dimensions, w = Σ sample_interval,
 //     w_token_expired = the same over reason = 'token_expired', and Σ(x·w)
 //     of each numeric column a metric sums.
@@ -55,7 +56,8 @@ const day = 24 * time.Hour
 var rollupSchema = []string{
 	`CREATE TABLE IF NOT EXISTS rollup_days (day TIMESTAMP NOT NULL, jobs BIGINT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS rollup_state (gen BIGINT NOT NULL)`,
-	`INSERT INTO rollup_state SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM rollup_state)`,
+	`INSERT INTO rollup_state (gen) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM rollup_state)`,
+	`ALTER TABLE rollup_state ADD COLUMN IF NOT EXISTS version INTEGER DEFAULT 0`,
 	`CREATE TABLE IF NOT EXISTS rollup_events (day TIMESTAMP NOT NULL, event VARCHAR NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
 		w BIGINT NOT NULL, w_token_expired BIGINT NOT NULL, duration_ms BIGINT NOT NULL, rtt_ms DOUBLE NOT NULL,
@@ -73,6 +75,41 @@ var rollupSchema = []string{
 	`CREATE TABLE IF NOT EXISTS rollup_rtt (day TIMESTAMP NOT NULL, bin SMALLINT NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
 		rtt_ms DOUBLE NOT NULL, w BIGINT NOT NULL)`,
+}
+
+// rollupVersion names what buildDay computes. Open drops the rollups of a
+// file built by another version (they are derived data: the retention sweep
+// builds them again), so changing buildDay or the tables' meaning needs
+// only this number changed.
+const rollupVersion = 1
+
+// migrateRollups drops every rollup when the file's were built by another
+// rollupVersion.
+func (s *Store) migrateRollups(ctx context.Context) error {
+	var v int64
+	if err := s.db.QueryRowContext(ctx, `SELECT version FROM rollup_state`).Scan(&v); err != nil {
+		return fmt.Errorf("read rollup version: %w", err)
+	}
+	if v == rollupVersion {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("drop rollups of version %d: %w", v, err)
+	}
+	defer tx.Rollback()
+	for _, t := range rollupTables {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
+			return fmt.Errorf("drop rollups of version %d: %w", v, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE rollup_state SET gen = gen + 1, version = ?", rollupVersion); err != nil {
+		return fmt.Errorf("drop rollups of version %d: %w", v, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop rollups of version %d: %w", v, err)
+	}
+	return nil
 }
 
 // rollupTables are the tables holding a day's rows, deleted together.

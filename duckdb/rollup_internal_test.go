@@ -82,3 +82,45 @@ func rollupDayCount(t *testing.T, s *Store) int64 {
 	}
 	return n
 }
+
+// Rollups built by another rollupVersion are dropped on Open, and the next
+// Rollup builds them again; the events stay.
+func TestRollupVersionChangeRebuilds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.duckdb")
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	s, err := Open(ctx, path, Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, []jobcast.Event{{TS: day.Add(time.Hour), Event: jobcast.EventConnected, JobID: "j1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Rollup = %d, %v; want 1", n, err)
+	}
+	if _, err := s.db.ExecContext(ctx, "UPDATE rollup_state SET version = ?", rollupVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(ctx, path, Options{Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := rollupDayCount(t, s); got != 0 {
+		t.Fatalf("rollup_days has %d rows after a version change, want 0", got)
+	}
+	var events, rows int64
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM rollup_events)").Scan(&events, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if events != 1 || rows != 0 {
+		t.Fatalf("%d events and %d rollup_events rows, want 1 and 0", events, rows)
+	}
+	if n, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Rollup after the version change = %d, %v; want 1", n, err)
+	}
+}

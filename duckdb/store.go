@@ -198,6 +198,9 @@ func (s *Store) init(ctx context.Context) error {
 			return fmt.Errorf("create rollups: %w", err)
 		}
 	}
+	if err := s.migrateRollups(ctx); err != nil {
+		return err
+	}
 	if err := s.loadRolled(ctx); err != nil {
 		return err
 	}
