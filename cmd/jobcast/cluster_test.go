@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
-	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/clickhouse"
 	"github.com/jobcast/jobcast/clickhouse/chtest"
+	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/nats/natstest"
 	"github.com/jobcast/jobcast/protocol"
 )
