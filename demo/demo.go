@@ -69,22 +69,53 @@ type pipeline struct {
 	name     string
 	total    [2]int64      // range of items per job
 	rate     float64       // items per second
-	tick     time.Duration // progress event interval
-	errProb  float64       // chance per job of a non-terminal error
-	failProb float64       // chance per job of failing
+	tick     time.Duration // mean progress event interval (jittered ±50 %)
 	errCode  string
 	errMsg   string
 	provider string
 }
 
+// The pipelines pace their jobs and progress like healthy production
+// traffic, so that the clean demo fires none of the default alert rules
+// (docs/alerts.md): csv_import jobs last 10–20 s and the others 30 s to
+// 3 min (connections average well over the 10 s of
+// connection_duration_short, and no job runs the 5 minutes of job_hang);
+// progress comes every few hundred milliseconds, near the 500 ms throttle
+// window, so that some frames are coalesced but far fewer than the 50 % of
+// throttle_rate_high.
 var pipelines = []pipeline{
-	{name: "csv_import", total: [2]int64{300, 2000}, rate: 150, tick: 100 * time.Millisecond,
-		errProb: 0.15, failProb: 0.02, errCode: "E_ROW_INVALID", errMsg: "Some rows could not be imported.", provider: "csv"},
-	{name: "batch_enrichment", total: [2]int64{50, 300}, rate: 20, tick: 250 * time.Millisecond,
-		errProb: 0.25, failProb: 0.05, errCode: protocol.ErrEnrichmentFailed, provider: "clearbit"},
-	{name: "ai_scan", total: [2]int64{8, 40}, rate: 1.5, tick: 0, // one event per item
-		errProb: 0.35, failProb: 0.08, errCode: protocol.ErrGeminiTimeout, provider: "gemini"},
+	{name: "csv_import", total: [2]int64{1200, 2400}, rate: 120, tick: 400 * time.Millisecond,
+		errCode: "E_ROW_INVALID", errMsg: "Some rows could not be imported.", provider: "csv"},
+	{name: "batch_enrichment", total: [2]int64{300, 1200}, rate: 10, tick: 800 * time.Millisecond,
+		errCode: protocol.ErrEnrichmentFailed, provider: "clearbit"},
+	{name: "ai_scan", total: [2]int64{20, 90}, rate: 0.5, tick: 0, // one event per item
+		errCode: protocol.ErrGeminiTimeout, provider: "gemini"},
 }
+
+// Trouble (a job error, a failed job, a client with a stale token) is
+// budgeted rather than drawn per job: the error rate is a share of
+// sessions, and a handful of early sessions with one error among them
+// would cross the 5 % of error_rate_high. The first trouble comes after
+// troubleAfter sessions, then at most troubleShare of the sessions since,
+// so the clean demo's error rate stays near 2.5 % yet the errors panel has
+// rows after about a minute.
+const (
+	troubleAfter = 25
+	troubleShare = 0.025
+)
+
+// Trouble kinds a job may get from the budget.
+const (
+	troubleNone = iota
+	troubleError
+	troubleFail
+	troubleStaleToken
+)
+
+// dropAfter is the least time a connection runs before the simulated
+// network loss, and the least the job still has to run after it: both
+// halves of a dropped connection last about this long or more.
+const dropAfter = 10 * time.Second
 
 var (
 	appVersions = []string{"3.2.0", "3.3.1", "3.4.0", "3.4.2"}
@@ -104,6 +135,8 @@ type sim struct {
 	stats    Stats
 	rngMu    sync.Mutex
 	rng      *rand.Rand
+	// trouble counts the jobs given trouble from the budget.
+	trouble int64
 }
 
 func (o Options) withDefaults() Options {
@@ -216,6 +249,22 @@ func (s *sim) intn(n int) int {
 	return s.rng.IntN(n)
 }
 
+// takeTrouble draws the trouble of a job that starts now, within the
+// budget (see troubleShare).
+func (s *sim) takeTrouble() int {
+	if s.opt.Clean {
+		return troubleNone
+	}
+	s.rngMu.Lock()
+	defer s.rngMu.Unlock()
+	started := atomic.LoadInt64(&s.stats.JobsStarted)
+	if started < troubleAfter || float64(s.trouble+1) > 1+troubleShare*float64(started-troubleAfter) || s.rng.Float64() < 0.5 {
+		return troubleNone
+	}
+	s.trouble++
+	return troubleError + s.rng.IntN(3)
+}
+
 func pick[T any](s *sim, xs []T) T { return xs[s.intn(len(xs))] }
 
 // sleep waits d of simulated time; false if ctx ended first.
@@ -268,6 +317,8 @@ func (s *sim) runJob(ctx context.Context, p pipeline) {
 	}
 	atomic.AddInt64(&s.stats.JobsStarted, 1)
 	atomic.AddInt64(&s.stats.JobsRunning, 1)
+	trouble := s.takeTrouble()
+	expect := time.Duration(float64(total) / p.rate * float64(time.Second))
 	defer atomic.AddInt64(&s.stats.JobsRunning, -1)
 
 	// Watchers run on their own context: they must see the job's end even
@@ -283,14 +334,15 @@ func (s *sim) runJob(ctx context.Context, p pipeline) {
 	var wg sync.WaitGroup
 	for i := 0; i < nWatchers; i++ {
 		results[i] = &seen{nonProg: map[int64]string{}}
+		stale := i == 0 && trouble == troubleStaleToken
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.watch(wctx, tk, p, results[i])
+			s.watch(wctx, tk, expect, stale, results[i])
 		}()
 	}
 
-	log, sent := s.produce(ctx, tk.JobID, p, total)
+	log, sent := s.produce(ctx, tk.JobID, p, total, trouble)
 	wg.Wait()
 	if !sent {
 		return // interrupted: nothing to check
@@ -338,19 +390,24 @@ func (s *sim) runJob(ctx context.Context, p pipeline) {
 }
 
 // watch runs one simulated mobile client on the job.
-func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen) {
+// The client of a long job may lose its network once (expect is the job's
+// expected duration); stale makes it start with a stale token.
+func (s *sim) watch(ctx context.Context, tk *client.Ticket, expect time.Duration, stale bool, r *seen) {
 	atomic.AddInt64(&s.stats.Clients, 1)
 	cc := s.clientContext()
 	r.mu.Lock()
 	r.network = cc.NetworkType
 	r.mu.Unlock()
 	// Cellular clients drop more often, as real ones do.
-	dropProb := 0.2
-	if cc.NetworkType == "cellular" {
-		dropProb = 0.5
+	dropProb := 0.35
+	switch cc.NetworkType {
+	case "cellular":
+		dropProb = 0.6
+	case "ethernet":
+		dropProb = 0.15
 	}
 	token := tk.Token
-	if !s.opt.Clean && s.float() < 0.08 {
+	if stale {
 		// An app restored from the background with a stale token: the
 		// server refuses it (connect_failed) and the SDK asks the
 		// backend for a fresh one.
@@ -401,10 +458,13 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 		s.opt.Log.Warn("demo: watcher", "err", err)
 		return
 	}
-	if s.float() < dropProb {
+	// Lose the network once, some time into a job long enough that both
+	// halves of the connection last dropAfter or more: a connection cut
+	// after a second or two is a flapping client, not a healthy one.
+	if latest := min(2*dropAfter, expect-dropAfter); latest > dropAfter && s.float() < dropProb {
+		at := dropAfter + time.Duration(s.float()*float64(latest-dropAfter))
 		go func() {
-			// Lose the network once, some time into the job.
-			if s.sleep(ctx, time.Duration((0.5+2*s.float())*float64(time.Second))) {
+			if s.sleep(ctx, at) {
 				atomic.AddInt64(&s.stats.Drops, 1)
 				w.Drop()
 			}
@@ -426,7 +486,7 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, p pipeline, r *seen)
 // produce plays the producer of one job and returns the seqs of the
 // non-progress messages it sent (which every watcher must receive), and
 // false if the simulation stopped first.
-func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64) (map[int64]bool, bool) {
+func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64, trouble int) (map[int64]bool, bool) {
 	log := map[int64]bool{}
 	post := func(typ string, payload any) bool {
 		res, err := s.producer.SendEvent(ctx, jobID, client.NewEvent(typ, payload))
@@ -453,10 +513,10 @@ func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64
 		return stopped()
 	}
 	errAt, failAt := int64(-1), int64(-1)
-	if !s.opt.Clean && s.float() < p.errProb {
+	switch trouble {
+	case troubleError:
 		errAt = int64(float64(total) * (0.1 + 0.6*s.float()))
-	}
-	if !s.opt.Clean && s.float() < p.failProb {
+	case troubleFail:
 		failAt = int64(float64(total) * (0.3 + 0.6*s.float()))
 	}
 	if s.opt.ErrorBurst != nil && s.opt.ErrorBurst() {
@@ -467,11 +527,8 @@ func (s *sim) produce(ctx context.Context, jobID string, p pipeline, total int64
 		step := int64(1)
 		wait := time.Duration(float64(time.Second) / p.rate * (0.5 + s.float()))
 		if p.tick > 0 {
-			step = int64(p.rate * p.tick.Seconds() * (0.5 + s.float()))
-			if step < 1 {
-				step = 1
-			}
-			wait = p.tick
+			wait = time.Duration(float64(p.tick) * (0.5 + s.float()))
+			step = max(1, int64(p.rate*wait.Seconds()))
 		}
 		if !s.sleep(ctx, wait) {
 			return stopped()
