@@ -95,7 +95,13 @@ func (g *gateStore) release() {
 
 // startStack starts a server whose telemetry holds the fixture's hour
 // ending now.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T) *stack { return startStackWith(t, false) }
+
+// startStackWith starts the stack; with panels, the alerts and experiments
+// panels read real services over the same telemetry (panelServices: rules
+// evaluated once, firing, pending and silenced, and an experiment with
+// exposures), with the notification already in the history.
+func startStackWith(t *testing.T, panels bool) *stack {
 	t.Helper()
 	store := &gateStore{TelemetryStore: openStore(t, fixture(time.Now()))}
 	t.Cleanup(store.release)
@@ -128,8 +134,14 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dash, err := dashboard.New(dashboard.Options{Metrics: lib, Events: store, Jobs: svc, Live: h, AdminToken: adminToken,
-		StreamInterval: time.Second, Clock: clock, Log: log})
+	dopt := dashboard.Options{Metrics: lib, Events: store, Jobs: svc, Live: h, AdminToken: adminToken,
+		StreamInterval: time.Second, Clock: clock, Log: log}
+	if panels {
+		asvc, esvc := panelServices(t, store.TelemetryStore, clock)
+		waitHistory(t, asvc, 1)
+		dopt.Alerts, dopt.Experiments = asvc, esvc
+	}
+	dash, err := dashboard.New(dopt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +350,7 @@ func (s *stack) health(t *testing.T, from, to string, filter map[string]any) (co
 // the accessibility basics, and takes a 1440×900 screenshot.
 func TestBrowserDashboard(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
+	s := startStackWith(t, true)
 	ctx, cons := tab(t)
 	login(t, ctx, s, "range=1h")
 
@@ -351,7 +363,7 @@ func TestBrowserDashboard(t *testing.T) {
 	panels := eval[[]panel](t, ctx, `[...document.querySelectorAll('main > section.panel')].map(p => ({
 		ID: p.id, Visible: p.getBoundingClientRect().height > 50, Text: p.innerText.trim().length}))`)
 	want := []string{"panel-health", "panel-errors", "panel-latency", "panel-segments", "panel-throughput",
-		"panel-inspector", "panel-experiments", "panel-alerts"}
+		"panel-inspector", "panel-alerts", "panel-experiments"}
 	var got []string
 	for _, p := range panels {
 		got = append(got, p.ID)
@@ -389,6 +401,71 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	if n := eval[int](t, ctx, `document.querySelectorAll('#table-segment-os_version tr.problem').length`); n != 1 {
 		t.Errorf("%d problem OS segments highlighted, want 1 (Android 12)", n)
+	}
+
+	// The alerts panel: the evaluator's firing, pending and silenced
+	// alerts, each with value and threshold, and the notification sent.
+	type alertsShown struct {
+		Rows    map[string][]string
+		Link    string
+		Summary string
+	}
+	as := eval[alertsShown](t, ctx, `(() => {
+		const rows = {};
+		for (const k of ['firing', 'pending', 'silenced', 'resolved', 'history'])
+			rows[k] = [...document.querySelectorAll('#table-alerts-' + k + ' tbody tr:not(:has(td.empty))')].map(r => r.innerText.replace(/\s+/g, ' '));
+		const a = document.querySelector('#table-alerts-firing a');
+		return {Rows: rows, Link: a ? a.getAttribute('href') : '', Summary: document.getElementById('alerts-summary').innerText};
+	})()`)
+	if f := as.Rows["firing"]; len(f) != 1 || !strings.Contains(f[0], "critical") || !strings.Contains(f[0], ruleErrors) ||
+		!strings.Contains(f[0], "pipeline=ai_scan") || !strings.Contains(f[0], "50.0%") || !strings.Contains(f[0], "> 5.0% over 1h") {
+		t.Errorf("firing rows %q", f)
+	}
+	if as.Link != "/dashboard?pipeline=ai_scan&range=1h" {
+		t.Errorf("firing alert links to %q", as.Link)
+	}
+	if p := as.Rows["pending"]; len(p) != 1 || !strings.Contains(p[0], rulePending) || !strings.Contains(p[0], "> 50 ms over 1h") {
+		t.Errorf("pending rows %q", p)
+	}
+	if p := as.Rows["silenced"]; len(p) != 1 || !strings.Contains(p[0], "pipeline=csv_import") {
+		t.Errorf("silenced rows %q", p)
+	}
+	if h := as.Rows["history"]; len(h) != 1 || !strings.Contains(h[0], "hook (webhook)") || !strings.Contains(h[0], "firing") ||
+		!strings.Contains(h[0], "sent") || !strings.Contains(h[0], `errors_by_pipeline{pipeline="ai_scan"}`) {
+		t.Errorf("history rows %q", h)
+	}
+	if len(as.Rows["resolved"]) != 0 || !strings.HasPrefix(as.Summary, "1 firing · 1 pending · 1 silenced · 2 rules") {
+		t.Errorf("resolved %q, summary %q", as.Rows["resolved"], as.Summary)
+	}
+
+	// The experiments panel: the experiment, its arms with their units,
+	// the verdict withheld for want of units, seven metrics with lift and
+	// Holm-adjusted p.
+	type expShown struct {
+		Verdict string
+		Arms    []string
+		Metrics []string
+		Head    []string
+	}
+	es := eval[expShown](t, ctx, `(() => {
+		const d = document.querySelector('[data-experiment="`+fixtureExpID+`"]');
+		if (!d) return {Verdict: '', Arms: [], Metrics: [], Head: []};
+		const rows = (sel) => [...d.querySelectorAll(sel + ' tbody tr')].map(r => r.innerText.replace(/\s+/g, ' '));
+		return {Verdict: d.querySelector('.verdict').innerText, Arms: rows('table[id^="table-arms-"]'),
+			Metrics: rows('table[id^="table-metrics-"]'),
+			Head: [...d.querySelectorAll('table[id^="table-metrics-"] th')].map(h => h.innerText)};
+	})()`)
+	if es.Verdict != "not enough units: 12/1000" {
+		t.Errorf("experiment verdict %q", es.Verdict)
+	}
+	if len(es.Arms) != 2 || !strings.Contains(es.Arms[0], "control (control) 3,000 12") || !strings.Contains(es.Arms[1], "variant 4,500 12") {
+		t.Errorf("experiment arms %q", es.Arms)
+	}
+	if len(es.Metrics) != 7 || !strings.Contains(es.Metrics[0], "reconnects_per_session") || !strings.Contains(es.Metrics[1], "avg_connection_duration_ms 2.0 min 2.0 min +") {
+		t.Errorf("experiment metrics %q", es.Metrics)
+	}
+	if strings.Join(es.Head, "|") != "Metric|control|variant|Lift, 95% CI|p (Holm)" {
+		t.Errorf("experiment metric columns %q", es.Head)
 	}
 
 	// A chart shows values under the pointer.
@@ -449,8 +526,9 @@ func TestBrowserDashboard(t *testing.T) {
 		chromedp.Click(chromedp.ID("inspect")),
 		chromedp.WaitVisible(chromedp.ID("job-timeline")),
 	)
-	if n := eval[int](t, ctx, `document.querySelectorAll('#job-timeline tbody tr').length`); n != 10 {
-		t.Errorf("timeline of job-03 has %d rows, want 10", n)
+	// (Ten of the fixture and the panels' experiment exposure.)
+	if n := eval[int](t, ctx, `document.querySelectorAll('#job-timeline tbody tr').length`); n != 11 {
+		t.Errorf("timeline of job-03 has %d rows, want 11", n)
 	}
 
 	// A screenshot at 1440×900.
@@ -474,6 +552,13 @@ func TestBrowserDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+
+	// An alert's link opens the dashboard filtered to it.
+	run(t, ctx, "open the firing alert's link",
+		chromedp.Navigate(s.URL+as.Link),
+		chromedp.Poll[chromedp.Void](`location.search.includes('pipeline=ai_scan') && document.getElementById('filter-pipeline').value === 'ai_scan' &&
+			document.getElementById('window').dataset.filters === 'pipeline=ai_scan'`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
 
 	if errs := cons.errors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
@@ -511,7 +596,8 @@ const a11yScript = `(() => {
 	const ratios = {};
 	for (const sel of ['body', 'h1', 'h2', 'h3', 'label', '.muted', '.kpi-label', '.kpi-value', '.kpi-note', 'th', 'td',
 			'button', 'button[aria-pressed="true"]', 'select', '#status-text', '.legend', 'tr.problem td', '.problem-badge',
-			'.retry-yes', '.retry-no', '.chart .axis text']) {
+			'.retry-yes', '.retry-no', '.chart .axis text', '.sev-critical', 'tr.firing td', '.sev-warning', '.outcome-sent',
+			'.verdict', '.labels']) {
 		const el = document.querySelector(sel);
 		if (!el) { problems.push('nothing matches ' + sel); continue; }
 		const cs = getComputedStyle(el);
@@ -531,6 +617,10 @@ func TestBrowserFilter(t *testing.T) {
 	s := startStack(t)
 	ctx, cons := tab(t)
 	login(t, ctx, s, "range=1h")
+	// Without alerting or experiments the panels say so.
+	if txt := eval[string](t, ctx, `document.getElementById('alerts-content').innerText + ' / ' + document.getElementById('experiments-content').innerText`); txt != "Alerts are not configured on this node. / Experiments are not configured on this node." {
+		t.Errorf("panels without services: %q", txt)
+	}
 	before := readShown(t, ctx)
 	run(t, ctx, "filter by wifi",
 		chromedp.Poll[chromedp.Void](`document.querySelector('#filter-networkType option[value="wifi"]') !== null`,

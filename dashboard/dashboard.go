@@ -51,6 +51,12 @@ type Options struct {
 	Jobs Jobs
 	// Live gives the open connections; nil shows none.
 	Live Live
+	// Alerts fills the alerts panel; nil (no alerting on this node) makes
+	// the panel say that alerts are not configured.
+	Alerts Alerts
+	// Experiments fills the experiments panel; nil makes it say that
+	// experiments are not configured.
+	Experiments Experiments
 	// AdminToken is what the login page takes. Sessions are signed with a
 	// key derived from it, so changing the token logs everyone out and every
 	// node with the same token accepts the same sessions. Required.
@@ -104,6 +110,7 @@ type Handler struct {
 	static   http.Handler
 	pages    *pages
 	cache    overviewCache
+	expCache experimentsCache
 
 	// done ends the live streams, so that http.Server.Shutdown (which
 	// waits for handlers) is not held up by an open page.

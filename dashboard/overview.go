@@ -211,6 +211,10 @@ type Overview struct {
 	// job inspector; StreamIntervalMs is how often the stream sends.
 	LiveJobs         []string `json:"liveJobs"`
 	StreamIntervalMs int64    `json:"streamIntervalMs"`
+	// Alerts and Experiments are the state now, whatever the range and
+	// filters: an alert fires now, an experiment runs since its start.
+	Alerts      *AlertsPanel      `json:"alerts"`
+	Experiments *ExperimentsPanel `json:"experiments"`
 }
 
 // maxLiveJobs bounds Overview.LiveJobs.
@@ -725,6 +729,7 @@ func (h *Handler) build(ctx context.Context, req Request) (*Overview, error) {
 	out.StreamIntervalMs = h.opt.StreamInterval.Milliseconds()
 	lu := h.live(0)
 	out.Health.LiveConnections, out.LiveJobs = lu.LiveConnections, lu.LiveJobs
+	out.Alerts, out.Experiments = h.alertsPanel(ctx), h.experimentsPanel(ctx)
 	return &out, nil
 }
 

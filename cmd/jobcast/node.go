@@ -169,6 +169,7 @@ func startNodeWith(ctx context.Context, cfg jobcast.Config, urls engineURLs, log
 	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
 	dash, err := dashboard.New(dashboard.Options{
 		Metrics: metricsLib, Events: events, Jobs: svc, Live: n.hub,
+		Alerts: n.alerts, Experiments: n.experiments,
 		AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL, Scheme: trust.Scheme,
 		Clock: clock, Log: log,
 	})

@@ -303,6 +303,196 @@ function render(ov) {
   seg.replaceChildren(...blocks);
 
   renderLive({ liveConnections: h.liveConnections, liveJobs: ov.liveJobs || [] });
+  renderAlerts(ov.alerts);
+  renderExperiments(ov.experiments);
+}
+
+// el makes an element with a class and text.
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+const time = (t) => t ? new Date(t).toLocaleTimeString() : '—';
+const since = (t) => {
+  if (!t) return '—';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(t)) / 1000));
+  const ago = s < 60 ? `${s} s` : s < 3600 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+  return `${time(t)} (${ago} ago)`;
+};
+
+// fmtUnit formats a value in a metric's unit.
+function fmtUnit(v, unit) {
+  if (v == null) return '—';
+  switch (unit) {
+    case 'ratio': return fmt.ratio(v);
+    case 'ms': return fmt.ms(v);
+    case 'messages/s': return fmt.perSec(v);
+    case 'bytes': return fmt.bytes(v);
+    default: return Number.isInteger(v) ? fmt.count(v) : v.toFixed(2);
+  }
+}
+
+function labelText(labels) {
+  const ks = Object.keys(labels || {}).filter((k) => k !== 'alertname' && k !== 'severity').sort();
+  return ks.length ? ks.map((k) => `${k}=${labels[k]}`).join(', ') : '—';
+}
+
+function section(title, node) {
+  const d = el('div');
+  d.append(el('h3', '', title), node);
+  return d;
+}
+
+function wrapTable(columns, rows, opts) {
+  const w = el('div', 'table-wrap');
+  table(w, columns, rows, opts);
+  return w;
+}
+
+// renderAlerts fills the alerts panel from the evaluator's state.
+function renderAlerts(a) {
+  const box = $('alerts-content');
+  if (!a) return;
+  // Unchanged state keeps its nodes, so that a focused link stays focused.
+  const key = JSON.stringify(a);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  if (!a.configured) {
+    box.className = 'placeholder muted';
+    box.textContent = 'Alerts are not configured on this node.';
+    $('alerts-summary').textContent = '';
+    return;
+  }
+  box.className = '';
+  $('alerts-summary').textContent = `${a.firing.length} firing · ${a.pending.length} pending · ${a.silenced.length} silenced · ${a.rules} rules` +
+    (a.evaluatedAt ? ` · evaluated ${time(a.evaluatedAt)}` : ' · not evaluated yet');
+  const badge = (text, cls) => el('span', `state ${cls}`, text);
+  const ruleCell = (r) => {
+    if (!r.link) return r.rule;
+    const l = el('a', '', r.rule);
+    l.href = r.link;
+    l.title = 'The dashboard filtered to this alert';
+    return l;
+  };
+  const cols = (sinceTitle) => [
+    { title: 'Severity', get: (r) => badge(r.severity || '—', `sev-${r.severity}`) },
+    { title: 'Rule', get: ruleCell },
+    { title: 'Labels', get: (r) => el('span', 'labels', labelText(r.labels)) },
+    { title: 'Value', num: true, get: (r) => fmtUnit(r.value, r.unit) },
+    { title: 'Threshold', num: true, get: (r) => r.op ? `${r.op} ${fmtUnit(r.threshold, r.unit)} over ${r.window}` : '—' },
+    { title: sinceTitle, get: (r) => since(r.since) },
+  ];
+  const left = el('div');
+  left.append(
+    section('Firing', wrapTable(cols('Firing since'), a.firing, { id: 'table-alerts-firing', empty: 'Nothing firing', rowClass: () => 'firing' })),
+    section('Pending', wrapTable(cols('Pending since'), a.pending, { id: 'table-alerts-pending', empty: 'Nothing pending' })),
+    section('Silenced', wrapTable([...cols('Since'), { title: 'Silenced by', get: (r) => (r.silencedBy || []).join(', ') }], a.silenced, { id: 'table-alerts-silenced', empty: 'Nothing silenced' })),
+    section('Recently resolved', wrapTable(cols('Resolved at'), a.resolved, { id: 'table-alerts-resolved', empty: 'Nothing resolved recently' })),
+  );
+  const right = el('div');
+  right.append(section('Recent notifications', wrapTable([
+    { title: 'Time', get: (r) => time(r.at) },
+    { title: 'Receiver', get: (r) => r.type ? `${r.receiver} (${r.type})` : r.receiver },
+    { title: 'Status', get: (r) => badge(r.status, `state-${r.status}`) },
+    { title: 'Alerts', get: (r) => { const c = el('span', 'labels', r.alerts.join('; ') || '—'); return c; } },
+    { title: 'Outcome', get: (r) => { const s = el('span', `outcome-${r.outcome}`, r.outcome + (r.attempts > 1 ? ` after ${r.attempts} attempts` : '')); if (r.error) s.title = r.error; return s; } },
+  ], a.history, { id: 'table-alerts-history', empty: 'No notifications sent yet' })));
+  const grid = el('div', 'split');
+  grid.append(left, right);
+  const nodes = [grid];
+  if (a.problem) nodes.unshift(el('p', 'form-error', a.problem));
+  box.replaceChildren(...nodes);
+}
+
+// Metric formats of the experiments' analysis.
+const EXP_FORMAT = {
+  reconnects_per_session: fmt.decimal,
+  avg_connection_duration_ms: fmt.ms,
+  job_completion_rate: fmt.ratio,
+  rtt_p50_ms: fmt.ms,
+  rtt_p95_ms: fmt.ms,
+  heartbeats_per_connection_minute: fmt.decimal,
+  throttle_rate: fmt.ratio,
+};
+
+const pct = (v) => v == null ? '—' : `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}%`;
+const pval = (v) => v == null ? '—' : v < 0.001 ? '< 0.001' : v.toFixed(3);
+
+// renderExperiments fills the experiments panel with each experiment's
+// arms, verdict and per-metric comparison with the control.
+function renderExperiments(x) {
+  const box = $('experiments-content');
+  if (!x) return;
+  const key = JSON.stringify(x);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  if (!x.configured) {
+    box.className = 'placeholder muted';
+    box.textContent = 'Experiments are not configured on this node.';
+    $('experiments-summary').textContent = '';
+    return;
+  }
+  $('experiments-summary').textContent = x.computedAt ? `results computed ${time(x.computedAt)}` : '';
+  if (x.problem || x.experiments.length === 0) {
+    box.className = 'placeholder muted';
+    box.textContent = x.problem || 'No running or stopped experiments.';
+    return;
+  }
+  box.className = '';
+  const blocks = [];
+  for (const e of x.experiments) {
+    const d = el('div', 'experiment');
+    d.dataset.experiment = e.id;
+    const head = el('div', 'experiment-head');
+    head.append(el('strong', '', e.id), el('span', `state state-${e.status === 'running' ? 'resolved' : 'silenced'}`, e.status),
+      el('span', 'muted', `${e.parameter}${e.description ? ' · ' + e.description : ''}${e.startedAt ? ' · since ' + new Date(e.startedAt).toLocaleString() : ''}`));
+    d.append(head, el('p', `verdict verdict-${e.verdictKind}`, e.verdict));
+    const srm = el('span', e.srm.flagged ? 'srm-flag' : 'muted',
+      e.srm.flagged ? `SRM: sample ratio mismatch (p = ${pval(e.srm.p)})` : `SRM: none (p = ${pval(e.srm.p)})`);
+    const arms = wrapTable([
+      { title: 'Arm', get: (a) => a.name + (a.name === e.control ? ' (control)' : '') },
+      { title: e.parameter, num: true, get: (a) => fmt.count(a.value) },
+      { title: 'Units', num: true, get: (a) => fmt.count(a.units) },
+      { title: 'Expected share', num: true, get: (a) => fmt.ratio(a.expectedShare) },
+      { title: 'Observed share', num: true, get: (a) => fmt.ratio(a.observedShare) },
+    ], e.arms, { id: `table-arms-${e.id}`, empty: 'No arms' });
+    const cols = [{ title: 'Metric', get: (m) => { const s = el('span', '', m.name); s.title = `${m.description} (${m.test})`; return s; } }];
+    const names = e.arms.map((a) => a.name);
+    names.forEach((n, i) => cols.push({ title: n, num: true, get: (m) => {
+      const am = m.arms[i];
+      const f = EXP_FORMAT[m.name] || fmt.decimal;
+      const s = el('span', '', am ? f(am.value) : '—');
+      if (am) s.title = `95% CI ${f(am.lo)} – ${f(am.hi)} (n = ${am.n})`;
+      return s;
+    } }));
+    names.slice(1).forEach((n, i) => {
+      const multi = names.length > 2 ? ` (${n})` : '';
+      cols.push({ title: `Lift, 95% CI${multi}`, num: true, get: (m) => {
+        const c = m.comparisons[i];
+        if (!c) return '—';
+        return el('span', c.significant ? 'sig' : '', `${pct(c.lift)} [${pct(c.liftLo)}, ${pct(c.liftHi)}]`);
+      } });
+      cols.push({ title: `p (Holm)${multi}`, num: true, get: (m) => {
+        const c = m.comparisons[i];
+        if (!c) return '—';
+        const s = el('span', c.significant ? 'sig' : '', pval(c.pAdjusted));
+        s.title = `unadjusted p = ${pval(c.p)}`;
+        return s;
+      } });
+    });
+    const metricsTable = wrapTable(cols, e.metrics, { id: `table-metrics-${e.id}`, empty: 'No results yet' });
+    const grid = el('div', 'split');
+    const l = el('div');
+    l.append(section('Arms', arms), srm);
+    grid.append(l, section('Metrics', metricsTable));
+    d.append(grid);
+    if (e.warnings && e.warnings.length) d.append(el('p', 'muted small', e.warnings.join(' ')));
+    blocks.push(d);
+  }
+  box.replaceChildren(...blocks);
 }
 
 // renderLive shows this node's live figures: open connections and the jobs
