@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/clickhouse"
@@ -56,8 +61,9 @@ func startClusterNode(t *testing.T, id string, urls engineURLs) (*node, func()) 
 // TestClusterTwoNodes runs two full nodes on one NATS server (and, when a
 // ClickHouse server is given, one ClickHouse database): a client on node A
 // watches, live, a job created and driven through node B; a client that
-// joins on A after the job finished gets B's logged messages replayed; both
-// nodes' telemetry lands in the one ClickHouse table.
+// joins on A after the job finished gets B's logged messages replayed; a
+// client that leaves A mid-job resumes on B with nothing lost; both nodes'
+// telemetry lands in the one ClickHouse table.
 func TestClusterTwoNodes(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -135,6 +141,8 @@ func TestClusterTwoNodes(t *testing.T) {
 		t.Fatalf("late client on A replayed %q, want %q", got, want)
 	}
 
+	testMoveToAnotherNode(ctx, t, a, b)
+
 	if urls.ClickHouse == "" {
 		return // no ClickHouse server given: both nodes used DuckDB
 	}
@@ -158,5 +166,92 @@ func TestClusterTwoNodes(t *testing.T) {
 		if !got[want] {
 			t.Errorf("no %s event in ClickHouse; have %v", want, rows.Rows)
 		}
+	}
+}
+
+// testMoveToAnotherNode: a client watching on A leaves mid-job; the job goes
+// on through A; the client reconnects to B with the last seq it saw and gets
+// every logged message after it, the latest progress and the end, each once,
+// in order.
+func testMoveToAnotherNode(ctx context.Context, t *testing.T, a, b *node) {
+	t.Helper()
+	producerA := client.NewProducer(a.URL(), clusterAPIKey)
+	tk, err := producerA.CreateJob(ctx, client.CreateJobRequest{Pipeline: "ai_scan", TotalCount: 10})
+	if err != nil {
+		t.Fatalf("CreateJob on A: %v", err)
+	}
+	send := func(evs ...protocol.ProducerEvent) {
+		t.Helper()
+		for _, ev := range evs {
+			if _, err := producerA.SendEvent(ctx, tk.JobID, ev); err != nil {
+				t.Fatalf("SendEvent on A: %v", err)
+			}
+		}
+	}
+	// The first part, watched on A until seq 3.
+	wctx, leave := context.WithCancel(ctx)
+	defer leave()
+	seen := make(chan struct{})
+	var once sync.Once
+	w, err := client.NewWatcher(client.Config{
+		URL: "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws/progress", JobID: tk.JobID, Token: tk.Token,
+		OnMessage: func(e protocol.Envelope) {
+			if e.Seq >= 3 {
+				once.Do(func() { close(seen) })
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	send(client.NewEvent("started", nil), client.NewEvent("progress", map[string]any{"processedCount": 1}),
+		client.NewEvent("progress", map[string]any{"processedCount": 2}))
+	select {
+	case <-seen:
+	case <-ctx.Done():
+		t.Fatal("the client on A did not see seq 3")
+	}
+	leave()
+	<-done
+	last := w.LastSeq()
+	// Meanwhile, through A: seq 4-8.
+	send(client.NewEvent("progress", map[string]any{"processedCount": 3}),
+		client.NewEvent("error", map[string]any{"code": "E_GEMINI_TIMEOUT", "retryable": true}),
+		client.NewEvent("progress", map[string]any{"processedCount": 9}),
+		client.NewEvent("error", map[string]any{"code": "E_RATE_LIMITED"}),
+		client.NewEvent("progress", map[string]any{"processedCount": 10}))
+
+	// Resume on B, as the SDK does after a reconnect.
+	h := http.Header{"Authorization": {"Bearer " + tk.Token}, "X-Last-Seq": {strconv.FormatInt(last, 10)}}
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(b.URL(), "http")+"/ws/progress?jobId="+tk.JobID, h)
+	if err != nil {
+		t.Fatalf("resume on B: %v (%v)", err, resp)
+	}
+	defer ws.Close()
+	var got []string
+	readUntil := func(typ string) {
+		t.Helper()
+		for {
+			_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var env protocol.Envelope
+			if err := ws.ReadJSON(&env); err != nil {
+				t.Fatalf("read on B after %v: %v", got, err)
+			}
+			if env.Type == protocol.TypeReady || protocol.IsJobMessage(env.Type) {
+				got = append(got, fmt.Sprintf("%s:%d", env.Type, env.Seq))
+			}
+			if env.Type == typ {
+				return
+			}
+		}
+	}
+	readUntil(protocol.TypeJobProgress) // the replay ends with the latest progress
+	send(client.NewEvent("completed", map[string]any{"successCount": 10}))
+	readUntil(protocol.TypeJobCompleted)
+	want := "ready:0 error:5 error:7 job_progress:8 job_completed:9"
+	if last != 3 || strings.Join(got, " ") != want {
+		t.Fatalf("resumed on B after seq %d: %v, want after seq 3: %s", last, got, want)
 	}
 }
