@@ -421,6 +421,9 @@ func TestBrowserDashboard(t *testing.T) {
 		!strings.Contains(f[0], "pipeline=ai_scan") || !strings.Contains(f[0], "50.0%") || !strings.Contains(f[0], "> 5.0% over 1h") {
 		t.Errorf("firing rows %q", f)
 	}
+	if pill := eval[string](t, ctx, `document.getElementById('alerts-pill').innerText`); pill != "Alerts: 1 firing" {
+		t.Errorf("header alerts pill %q", pill)
+	}
 	if as.Link != "/dashboard?pipeline=ai_scan&range=1h" {
 		t.Errorf("firing alert links to %q", as.Link)
 	}
@@ -597,7 +600,7 @@ const a11yScript = `(() => {
 	for (const sel of ['body', 'h1', 'h2', 'h3', 'label', '.muted', '.kpi-label', '.kpi-value', '.kpi-note', 'th', 'td',
 			'button', 'button[aria-pressed="true"]', 'select', '#status-text', '.legend', 'tr.problem td', '.problem-badge',
 			'.retry-yes', '.retry-no', '.chart .axis text', '.sev-critical', 'tr.firing td', '.sev-warning', '.outcome-sent',
-			'.verdict', '.labels']) {
+			'.verdict', '.labels', '#alerts-pill']) {
 		const el = document.querySelector(sel);
 		if (!el) { problems.push('nothing matches ' + sel); continue; }
 		const cs = getComputedStyle(el);

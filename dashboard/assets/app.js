@@ -340,6 +340,12 @@ function labelText(labels) {
   return ks.length ? ks.map((k) => `${k}=${labels[k]}`).join(', ') : '—';
 }
 
+// alertSection is a titled table, or one line when there are no rows.
+function alertSection(title, columns, rows, opts) {
+  if (rows.length === 0) return section(title, el('p', 'muted none-line', opts.empty));
+  return section(title, wrapTable(columns, rows, opts));
+}
+
 function section(title, node) {
   const d = el('div');
   d.append(el('h3', '', title), node);
@@ -360,12 +366,17 @@ function renderAlerts(a) {
   const key = JSON.stringify(a);
   if (box.dataset.key === key) return;
   box.dataset.key = key;
+  const pill = $('alerts-pill');
   if (!a.configured) {
     box.className = 'placeholder muted';
     box.textContent = 'Alerts are not configured on this node.';
     $('alerts-summary').textContent = '';
+    pill.hidden = true;
     return;
   }
+  pill.hidden = false;
+  pill.className = `alerts-pill${a.firing.length ? ' firing' : a.pending.length ? ' pending' : ''}`;
+  pill.textContent = a.firing.length ? `Alerts: ${a.firing.length} firing` : a.pending.length ? `Alerts: ${a.pending.length} pending` : 'Alerts: none firing';
   box.className = '';
   $('alerts-summary').textContent = `${a.firing.length} firing · ${a.pending.length} pending · ${a.silenced.length} silenced · ${a.rules} rules` +
     (a.evaluatedAt ? ` · evaluated ${time(a.evaluatedAt)}` : ' · not evaluated yet');
@@ -387,19 +398,19 @@ function renderAlerts(a) {
   ];
   const left = el('div');
   left.append(
-    section('Firing', wrapTable(cols('Firing since'), a.firing, { id: 'table-alerts-firing', empty: 'Nothing firing', rowClass: () => 'firing' })),
-    section('Pending', wrapTable(cols('Pending since'), a.pending, { id: 'table-alerts-pending', empty: 'Nothing pending' })),
-    section('Silenced', wrapTable([...cols('Since'), { title: 'Silenced by', get: (r) => (r.silencedBy || []).join(', ') }], a.silenced, { id: 'table-alerts-silenced', empty: 'Nothing silenced' })),
-    section('Recently resolved', wrapTable(cols('Resolved at'), a.resolved, { id: 'table-alerts-resolved', empty: 'Nothing resolved recently' })),
+    alertSection('Firing', cols('Firing since'), a.firing, { id: 'table-alerts-firing', empty: 'Nothing firing', rowClass: () => 'firing' }),
+    alertSection('Pending', cols('Pending since'), a.pending, { id: 'table-alerts-pending', empty: 'Nothing pending' }),
+    alertSection('Silenced', [...cols('Since'), { title: 'Silenced by', get: (r) => (r.silencedBy || []).join(', ') }], a.silenced, { id: 'table-alerts-silenced', empty: 'Nothing silenced' }),
+    alertSection('Recently resolved', cols('Resolved at'), a.resolved, { id: 'table-alerts-resolved', empty: 'Nothing resolved recently' }),
   );
   const right = el('div');
-  right.append(section('Recent notifications', wrapTable([
+  right.append(alertSection('Recent notifications', [
     { title: 'Time', get: (r) => time(r.at) },
     { title: 'Receiver', get: (r) => r.type ? `${r.receiver} (${r.type})` : r.receiver },
     { title: 'Status', get: (r) => badge(r.status, `state-${r.status}`) },
     { title: 'Alerts', get: (r) => { const c = el('span', 'labels', r.alerts.join('; ') || '—'); return c; } },
     { title: 'Outcome', get: (r) => { const s = el('span', `outcome-${r.outcome}`, r.outcome + (r.attempts > 1 ? ` after ${r.attempts} attempts` : '')); if (r.error) s.title = r.error; return s; } },
-  ], a.history, { id: 'table-alerts-history', empty: 'No notifications sent yet' })));
+  ], a.history, { id: 'table-alerts-history', empty: 'No notifications sent yet' }));
   const grid = el('div', 'split');
   grid.append(left, right);
   const nodes = [grid];
@@ -450,7 +461,7 @@ function renderExperiments(x) {
     head.append(el('strong', '', e.id), el('span', `state state-${e.status === 'running' ? 'resolved' : 'silenced'}`, e.status),
       el('span', 'muted', `${e.parameter}${e.description ? ' · ' + e.description : ''}${e.startedAt ? ' · since ' + new Date(e.startedAt).toLocaleString() : ''}`));
     d.append(head, el('p', `verdict verdict-${e.verdictKind}`, e.verdict));
-    const srm = el('span', e.srm.flagged ? 'srm-flag' : 'muted',
+    const srm = el('span', `srm-line ${e.srm.flagged ? 'srm-flag' : 'muted'}`,
       e.srm.flagged ? `SRM: sample ratio mismatch (p = ${pval(e.srm.p)})` : `SRM: none (p = ${pval(e.srm.p)})`);
     const arms = wrapTable([
       { title: 'Arm', get: (a) => a.name + (a.name === e.control ? ' (control)' : '') },
