@@ -4,6 +4,7 @@
 package natstest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -11,37 +12,72 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 )
 
+// Server is an embedded server that a test can stop and start again on the
+// same port and store, as an operator restarts NATS.
+type Server struct {
+	URL  string
+	t    testing.TB
+	opts server.Options
+	s    *server.Server
+}
+
 // NewServer starts a server and returns its client URL; it shuts down when
 // the test ends.
 func NewServer(t testing.TB) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
+	return Start(t).URL
+}
+
+// Start starts a server; it shuts down when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	srv := &Server{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoLog:     true,
 		NoSigs:    true,
-	})
+	}}
+	srv.Restart()
+	srv.opts.Port = srv.s.Addr().(*net.TCPAddr).Port
+	srv.URL = srv.s.ClientURL()
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// Restart starts the server again after Stop, on the same port and store.
+func (srv *Server) Restart() {
+	srv.t.Helper()
+	opts := srv.opts
+	s, err := server.NewServer(&opts)
 	if err != nil {
-		t.Fatalf("nats server: %v", err)
+		srv.t.Fatalf("nats server: %v", err)
 	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
-		t.Fatal("nats server not ready after 10s")
+		srv.t.Fatal("nats server not ready after 10s")
 	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s.ClientURL()
+	srv.s = s
 }
 
-// Connect opens a client connection to url, closed when the test ends.
+// Stop shuts the server down and waits for it; it is idempotent.
+func (srv *Server) Stop() {
+	if srv.s == nil {
+		return
+	}
+	srv.s.Shutdown()
+	srv.s.WaitForShutdown()
+	srv.s = nil
+}
+
+// Connect opens a client connection to url, closed when the test ends. It
+// reconnects quickly and for ever, so tests that restart the server need
+// not wait.
 func Connect(t testing.TB, url string) *natsgo.Conn {
 	t.Helper()
-	nc, err := natsgo.Connect(url, natsgo.Name(t.Name()))
+	nc, err := natsgo.Connect(url, natsgo.Name(t.Name()), natsgo.ReconnectWait(20*time.Millisecond), natsgo.MaxReconnects(-1))
 	if err != nil {
 		t.Fatalf("connect to %s: %v", url, err)
 	}
