@@ -96,7 +96,8 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 
   Pipelines csv_import, batch_enrichment and ai_scan run %d jobs each; their
   clients use mixed app/OS versions, wifi and cellular, and some lose their
-  connection and resume.
+  connection and resume. The traffic is healthy: no default alert fires on
+  it (jobcast demo -inject errors raises the error rate to see one).
 
   Look around:
     curl -s -H 'Authorization: Bearer %s' %s/v1/connections
