@@ -434,10 +434,11 @@ func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
 		if err != nil {
 			return w.classifyClose(err, ci)
 		}
-		env, err := protocol.DecodeServerFrame(data)
-		if err != nil {
+		var frame protocol.Envelope
+		if decodeServerFrame(data, &frame) != nil {
 			continue // tolerate what we cannot read; the server is newer
 		}
+		env := &frame
 		switch env.Type {
 		case protocol.TypeReady:
 			var r protocol.Ready
@@ -531,7 +532,7 @@ func applyToState(s *protocol.JobState, env *protocol.Envelope) {
 		s.Status = protocol.StatusRunning
 	case protocol.TypeJobProgress:
 		var p protocol.Progress
-		_ = json.Unmarshal(env.Payload, &p)
+		decodeProgress(env.Payload, &p)
 		s.ProcessedCount = p.ProcessedCount
 		if p.TotalCount > 0 {
 			s.TotalCount = p.TotalCount
