@@ -137,6 +137,10 @@ type sim struct {
 	rng      *rand.Rand
 	// trouble counts the jobs given trouble from the budget.
 	trouble int64
+	// dropped is set once a client has lost its network: the first
+	// client of a long enough job always does, so that a resume shows
+	// within the demo's first half minute.
+	dropped atomic.Bool
 }
 
 func (o Options) withDefaults() Options {
@@ -461,7 +465,7 @@ func (s *sim) watch(ctx context.Context, tk *client.Ticket, expect time.Duration
 	// Lose the network once, some time into a job long enough that both
 	// halves of the connection last dropAfter or more: a connection cut
 	// after a second or two is a flapping client, not a healthy one.
-	if latest := min(2*dropAfter, expect-dropAfter); latest > dropAfter && s.float() < dropProb {
+	if latest := min(2*dropAfter, expect-dropAfter); latest > dropAfter && (s.dropped.CompareAndSwap(false, true) || s.float() < dropProb) {
 		at := dropAfter + time.Duration(s.float()*float64(latest-dropAfter))
 		go func() {
 			if s.sleep(ctx, at) {
