@@ -10,7 +10,6 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/jobcast/jobcast"
-	"github.com/jobcast/jobcast/protocol"
 )
 
 var _ jobcast.Broker = (*Broker)(nil)
@@ -96,11 +95,4 @@ func (b *Broker) Subscribe(jobID string, fn func(*jobcast.Message)) (func(), err
 			}
 		})
 	}, nil
-}
-
-// envelopeOf decodes a stored or published frame.
-func envelopeOf(data []byte) (protocol.Envelope, error) {
-	var env protocol.Envelope
-	err := json.Unmarshal(data, &env)
-	return env, err
 }

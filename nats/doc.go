@@ -26,11 +26,15 @@
 // job: <prefix>.job.<id> holds the state exactly as a KV key would (every
 // write rolls the subject up, so it holds one message, and the state's
 // revision is that message's stream sequence), and <prefix>.log.<id> holds
-// the logged messages, bounded by the stream's per-subject limit and max
-// age. An update is one atomic batch (JetStream atomic batch publish,
-// nats-server 2.12 or later): the log messages first, then the state message
-// carrying Nats-Expected-Last-Subject-Sequence = the caller's revision and
-// Nats-Batch-Commit. The server applies the whole batch or none of it, and
+// the logged messages, one stream message per update (a JSON array),
+// bounded by the stream's per-subject limit and max age. An update is one
+// atomic batch (JetStream atomic batch publish, nats-server 2.12 or later):
+// the log message first, then the state message carrying
+// Nats-Expected-Last-Subject-Sequence = the caller's revision and
+// Nats-Batch-Commit. (Packing an update's messages into one array keeps the
+// batch far below the server's 1,000 messages per batch, which a producer
+// batch of 1,000 error events would otherwise exceed. A server with as many
+// batches in flight as it allows, 50 per stream, is retried.) The server applies the whole batch or none of it, and
 // the revision check covers the log as well as the state. An update with no
 // message to log (progress, token revocation) is a single conditional
 // publish.

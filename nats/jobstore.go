@@ -27,9 +27,11 @@ type JobStoreConfig struct {
 	// Prefix is the subject prefix (default DefaultPrefix).
 	Prefix string
 	// MaxLoggedPerJob bounds each job's message log (the stream's
-	// per-subject limit; default 10,000): the oldest logged messages of a
-	// job that exceeds it are dropped. A job's state subject always holds
-	// one message, so the limit only bites logs.
+	// per-subject limit; default 10,000). It counts stream messages, and
+	// each update that logs anything writes one (a JSON array of the
+	// update's logged messages, split only past 256 KB): a job whose log
+	// exceeds it loses its oldest updates' messages. A job's state subject
+	// always holds one message, so the limit only bites logs.
 	MaxLoggedPerJob int64
 	// MaxAge is the stream's age limit (default 30 days). It is a safety net
 	// under jobcast's own retention, which deletes finished jobs after
@@ -119,6 +121,19 @@ type pubAck struct {
 // errWrongLastSeq is a failed revision check.
 var errWrongLastSeq = errors.New("wrong last subject sequence")
 
+// errBatchRefused: the server refused an atomic batch as a whole, and
+// nothing of it was stored, so it may be sent again. It had as many batches
+// in flight as it allows (50 per stream by default), which it answers with
+// "too many in flight" to the batch's first message; that message has no
+// reply subject, so the commit then hears that the batch is incomplete.
+var errBatchRefused = errors.New("atomic batch refused")
+
+// JetStream error codes of errBatchRefused.
+const (
+	codeBatchIncomplete = 10176
+	codeTooManyInFlight = 10210
+)
+
 // request sends m and decodes JetStream's acknowledgement.
 func (s *JobStore) request(ctx context.Context, m *natsgo.Msg) (uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
@@ -138,6 +153,8 @@ func (s *JobStore) request(ctx context.Context, m *natsgo.Msg) (uint64, error) {
 		switch ack.Error.ErrorCode {
 		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
 			return 0, errWrongLastSeq
+		case codeTooManyInFlight, codeBatchIncomplete:
+			return 0, fmt.Errorf("%w: %w", errBatchRefused, ack.Error)
 		}
 		return 0, fmt.Errorf("publish to %s: %w", m.Subject, ack.Error)
 	}
@@ -207,35 +224,11 @@ func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int6
 	if err != nil {
 		return err
 	}
-	var logged []*natsgo.Msg
-	for _, m := range msgs {
-		if m.Type == protocol.TypeJobProgress {
-			continue
-		}
-		data := m.Frame
-		if data == nil {
-			if data, err = json.Marshal(&m.Envelope); err != nil {
-				return fmt.Errorf("encode %s message: %w", m.Type, err)
-			}
-		}
-		lm := natsgo.NewMsg(s.logSubject(job.JobID))
-		lm.Data = data
-		logged = append(logged, lm)
+	chunks, err := logChunks(msgs)
+	if err != nil {
+		return err
 	}
-	if len(logged) > 0 {
-		batch := nuid.Next()
-		for i, lm := range logged {
-			lm.Header.Set(batchIDHeader, batch)
-			lm.Header.Set(batchSeqHeader, strconv.Itoa(i+1))
-			if err := s.nc.PublishMsg(lm); err != nil {
-				return fmt.Errorf("publish to %s: %w", lm.Subject, err)
-			}
-		}
-		state.Header.Set(batchIDHeader, batch)
-		state.Header.Set(batchSeqHeader, strconv.Itoa(len(logged)+1))
-		state.Header.Set(batchCommitHeader, "1")
-	}
-	seq, err := s.request(ctx, state)
+	seq, err := s.commit(ctx, job.JobID, state, chunks)
 	if errors.Is(err, errWrongLastSeq) {
 		return s.missingOrConflict(ctx, job.JobID)
 	}
@@ -244,6 +237,79 @@ func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int6
 	}
 	job.Rev = int64(seq)
 	return nil
+}
+
+// maxChunk bounds one log message's payload, well under NATS's default
+// 1 MB max payload.
+const maxChunk = 256 << 10
+
+// logChunks packs an update's non-progress messages into JSON arrays of at
+// most maxChunk bytes (one message alone may exceed it): an atomic batch
+// holds at most 1,000 messages, and a producer batch may log 1,000.
+func logChunks(msgs []*jobcast.Message) ([][]byte, error) {
+	var chunks [][]byte
+	var cur []byte
+	for _, m := range msgs {
+		if m.Type == protocol.TypeJobProgress {
+			continue
+		}
+		frame := m.Frame
+		if frame == nil {
+			var err error
+			if frame, err = json.Marshal(&m.Envelope); err != nil {
+				return nil, fmt.Errorf("encode %s message: %w", m.Type, err)
+			}
+		}
+		if len(cur) > 0 && len(cur)+len(frame)+2 > maxChunk {
+			chunks = append(chunks, append(cur, ']'))
+			cur = nil
+		}
+		if len(cur) == 0 {
+			cur = append(make([]byte, 0, min(maxChunk, 2*len(frame)+2)), '[')
+		} else {
+			cur = append(cur, ',')
+		}
+		cur = append(cur, frame...)
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, append(cur, ']'))
+	}
+	return chunks, nil
+}
+
+// commit writes state, and the log chunks before it in one atomic batch,
+// and returns the state's new sequence. A refused batch (errBatchRefused)
+// is sent again, under a new id, until ctx ends.
+func (s *JobStore) commit(ctx context.Context, id string, state *natsgo.Msg, chunks [][]byte) (uint64, error) {
+	if len(chunks) == 0 {
+		return s.request(ctx, state)
+	}
+	wait := time.Millisecond
+	for {
+		batch := nuid.Next()
+		for i, c := range chunks {
+			lm := natsgo.NewMsg(s.logSubject(id))
+			lm.Data = c
+			lm.Header.Set(batchIDHeader, batch)
+			lm.Header.Set(batchSeqHeader, strconv.Itoa(i+1))
+			if err := s.nc.PublishMsg(lm); err != nil {
+				return 0, fmt.Errorf("publish to %s: %w", lm.Subject, err)
+			}
+		}
+		state.Header.Set(batchIDHeader, batch)
+		state.Header.Set(batchSeqHeader, strconv.Itoa(len(chunks)+1))
+		state.Header.Set(batchCommitHeader, "1")
+		seq, err := s.request(ctx, state)
+		if !errors.Is(err, errBatchRefused) {
+			return seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("commit job %s: %w", id, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }
 
 // Headers of JetStream atomic batch publishing (ADR-50); nats.go v1.55 has
@@ -272,12 +338,14 @@ func (s *JobStore) missingOrConflict(ctx context.Context, id string) error {
 func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) ([]protocol.Envelope, error) {
 	out := []protocol.Envelope{}
 	err := s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(data []byte) error {
-		env, err := envelopeOf(data)
-		if err != nil {
-			return fmt.Errorf("decode logged message of %s: %w", jobID, err)
+		var envs []protocol.Envelope
+		if err := json.Unmarshal(data, &envs); err != nil {
+			return fmt.Errorf("decode logged messages of %s: %w", jobID, err)
 		}
-		if env.Seq > afterSeq {
-			out = append(out, env)
+		for _, env := range envs {
+			if env.Seq > afterSeq {
+				out = append(out, env)
+			}
 		}
 		return nil
 	})

@@ -2,10 +2,15 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/internal/storetest"
@@ -93,4 +98,73 @@ func TestJobIDsAsSubjects(t *testing.T) {
 			t.Fatalf("GetJob(%q) = %+v, %v", id, got, err)
 		}
 	}
+}
+
+// TestJobStoreBigAndRefusedBatches: a producer batch of 1,000 logged
+// events (the API's maximum) is one update, although JetStream takes at most
+// 1,000 messages per atomic batch; and when the server refuses a batch
+// because too many are in flight, the update is sent again and commits.
+func TestJobStoreBigAndRefusedBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t, func(o *server.Options) {
+		o.JetStreamLimits.MaxBatchInflightPerStream = 1
+		o.JetStreamLimits.MaxBatchTimeout = 200 * time.Millisecond
+	})
+	s, err := nats.NewJobStore(ctx, natstest.Connect(t, srv.URL), nats.JobStoreConfig{Memory: true})
+	if err != nil {
+		t.Fatalf("NewJobStore: %v", err)
+	}
+	catalog := jobcast.NewCatalog(nil)
+	update := func(s *nats.JobStore, id string, n int) error {
+		job, err := s.GetJob(ctx, id)
+		if err != nil {
+			return err
+		}
+		prev := job.Rev
+		evs := make([]protocol.ProducerEvent, n)
+		for i := range evs {
+			evs[i] = protocol.ProducerEvent{Type: protocol.EventError, Payload: json.RawMessage(fmt.Sprintf(`{"code":"E_%d","message":"%s"}`, i, strings.Repeat("x", 300)))}
+		}
+		msgs, err := jobcast.ApplyEvents(job, evs, catalog, time.UnixMilli(1_764_133_200_000))
+		if err != nil {
+			return err
+		}
+		return s.UpdateJob(ctx, job, prev, msgs)
+	}
+	create := func(id string) {
+		t.Helper()
+		if err := s.CreateJob(ctx, &jobcast.Job{JobState: protocol.JobState{JobID: id, Pipeline: "p", Status: protocol.StatusPending}}); err != nil {
+			t.Fatalf("CreateJob(%s): %v", id, err)
+		}
+	}
+
+	create("job-big")
+	if err := update(s, "job-big", protocol.MaxEventsPerBatch); err != nil {
+		t.Fatalf("UpdateJob with %d logged messages: %v", protocol.MaxEventsPerBatch, err)
+	}
+	logged, err := s.Messages(ctx, "job-big", 0)
+	if err != nil || len(logged) != protocol.MaxEventsPerBatch || logged[999].Seq != 1000 {
+		t.Fatalf("Messages = %d messages, %v; want 1000 in seq order", len(logged), err)
+	}
+
+	// Another writer's batch, opened and never committed, holds the one
+	// slot until the server abandons it; the update meanwhile is refused,
+	// retried, and commits.
+	create("job-wait")
+	open := natsgo.NewMsg("jobcast.log.job-other")
+	open.Data = []byte("[]")
+	open.Header.Set("Nats-Batch-Id", "held-open")
+	open.Header.Set("Nats-Batch-Sequence", "1")
+	if err := natstest.Connect(t, srv.URL).PublishMsg(open); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := update(s, "job-wait", 2); err != nil {
+		t.Fatalf("UpdateJob while another batch holds the slot: %v", err)
+	}
+	if logged, err := s.Messages(ctx, "job-wait", 0); err != nil || len(logged) != 2 {
+		t.Fatalf("Messages = %v, %v", logged, err)
+	}
+	t.Logf("committed after %v", time.Since(start))
 }

@@ -28,8 +28,9 @@ func NewServer(t testing.TB) string {
 	return Start(t).URL
 }
 
-// Start starts a server; it shuts down when the test ends.
-func Start(t testing.TB) *Server {
+// Start starts a server, with opts applied to its options; it shuts down
+// when the test ends.
+func Start(t testing.TB, opts ...func(*server.Options)) *Server {
 	t.Helper()
 	srv := &Server{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
@@ -39,6 +40,9 @@ func Start(t testing.TB) *Server {
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	for _, o := range opts {
+		o(&srv.opts)
+	}
 	srv.Restart()
 	srv.opts.Port = srv.s.Addr().(*net.TCPAddr).Port
 	srv.URL = srv.s.ClientURL()
