@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"sort"
@@ -73,7 +74,9 @@ type AlertRow struct {
 	State    string            `json:"state"`
 	Labels   map[string]string `json:"labels"`
 	Summary  string            `json:"summary,omitempty"`
-	Value    float64           `json:"value"`
+	// Value is null when the evaluation gave no number (NaN), which JSON
+	// cannot carry.
+	Value Value `json:"value"`
 	// Op, Threshold and Window are the rule's; Unit is its metric's
 	// (ratio, ms, count…; "" for a SQL rule).
 	Op        string  `json:"op,omitempty"`
@@ -165,7 +168,11 @@ func fillAlerts(p *AlertsPanel, snap alerting.Snapshot, rules alerting.RulesView
 	row := func(a alerting.AlertStatus) AlertRow {
 		r := AlertRow{
 			Rule: a.Rule, Severity: a.Severity, State: a.State, Labels: a.Labels, Summary: a.Summary,
-			Value: a.Value, SilencedBy: a.SilencedBy,
+			SilencedBy: a.SilencedBy,
+		}
+		if !math.IsNaN(a.Value) && !math.IsInf(a.Value, 0) {
+			v := a.Value
+			r.Value = &v
 		}
 		if r.Labels == nil {
 			r.Labels = map[string]string{}

@@ -65,8 +65,8 @@ func TestAlertsPanel(t *testing.T) {
 		f.Window != want.Window || f.Unit != want.Unit || !f.Since.Equal(want.Since) || f.Link != want.Link || f.Labels["pipeline"] != "ai_scan" {
 		t.Errorf("firing row\n got %+v\nwant %+v", f, want)
 	}
-	if math.Abs(f.Value-0.5) > 1e-9 || !strings.Contains(f.Summary, "50") {
-		t.Errorf("firing value %v, summary %q; want 0.5 (6 of 12 ai_scan sessions)", f.Value, f.Summary)
+	if f.Value == nil || math.Abs(*f.Value-0.5) > 1e-9 || !strings.Contains(f.Summary, "50") {
+		t.Errorf("firing value %v, summary %q; want 0.5 (6 of 12 ai_scan sessions)", fmtPtr(f.Value), f.Summary)
 	}
 	if len(a.Silenced) != 1 || a.Silenced[0].Labels["pipeline"] != "csv_import" || len(a.Silenced[0].SilencedBy) != 1 {
 		t.Errorf("silenced %+v", a.Silenced)
@@ -243,5 +243,17 @@ func TestExperimentVerdicts(t *testing.T) {
 				t.Errorf("results computed %d times after 6 s, want 2", n)
 			}
 		})
+	}
+}
+
+// TestAlertWithoutValue: an alert whose value is not a number (NaN) is
+// shown with a null value; the overview stays valid JSON.
+func TestAlertWithoutValue(t *testing.T) {
+	t.Parallel()
+	fa := fakeAlerts{snap: alerting.Snapshot{Pending: []alerting.AlertStatus{{AlertInstance: jobcast.AlertInstance{Rule: "r", State: jobcast.AlertPending, Value: math.NaN()}}}}}
+	e := newEnv(t, func(o *dashboard.Options) { o.Alerts = fa })
+	a := e.overview(t, "range=1h").Alerts
+	if len(a.Pending) != 1 || a.Pending[0].Value != nil || a.Pending[0].Link != "" || a.Firing == nil {
+		t.Fatalf("alerts %+v", a)
 	}
 }
