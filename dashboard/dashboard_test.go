@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/alerting"
 	"github.com/jobcast/jobcast/dashboard"
 	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/hub"
@@ -598,7 +599,11 @@ func TestPageHeaders(t *testing.T) {
 // the interval, and the end of the stream at Close.
 func TestStream(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *dashboard.Options) { o.Clock = jobcast.SystemClock{} })
+	e := newEnv(t, func(o *dashboard.Options) {
+		o.Clock = jobcast.SystemClock{}
+		// The alerts panel rides on every overview of the stream.
+		o.Alerts = fakeAlerts{snap: alerting.Snapshot{Firing: []alerting.AlertStatus{{AlertInstance: jobcast.AlertInstance{Rule: "r", State: jobcast.AlertFiring}}}}}
+	})
 	srv := httptest.NewServer(e.dash)
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/dashboard/api/stream?range=24h&networkType=wifi", nil)
@@ -639,6 +644,9 @@ func TestStream(t *testing.T) {
 			}
 			if ov.Range != "24h" || ov.Filters["networkType"] != "wifi" || ov.StreamIntervalMs != 20 {
 				t.Errorf("overview %s %v %d", ov.Range, ov.Filters, ov.StreamIntervalMs)
+			}
+			if ov.Alerts == nil || !ov.Alerts.Configured || len(ov.Alerts.Firing) != 1 || ov.Experiments == nil || ov.Experiments.Configured {
+				t.Errorf("overview panels: alerts %+v, experiments %+v", ov.Alerts, ov.Experiments)
 			}
 			events++
 		}
