@@ -134,11 +134,14 @@ const (
 	codeTooManyInFlight = 10210
 )
 
+// requestTimeout bounds a write whose context has no deadline.
+const requestTimeout = 10 * time.Second
+
 // request sends m and decodes JetStream's acknowledgement.
 func (s *JobStore) request(ctx context.Context, m *natsgo.Msg) (uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 	}
 	reply, err := s.nc.RequestMsgWithContext(ctx, m)
@@ -283,6 +286,11 @@ func logChunks(msgs []*jobcast.Message) ([][]byte, error) {
 func (s *JobStore) commit(ctx context.Context, id string, state *natsgo.Msg, chunks [][]byte) (uint64, error) {
 	if len(chunks) == 0 {
 		return s.request(ctx, state)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
 	}
 	wait := time.Millisecond
 	for {
