@@ -60,15 +60,12 @@ type node struct {
 }
 
 // startNode opens the stores, generates missing secrets, and starts serving.
-// Notes for the operator (a generated key) are written to out.
+// Notes for the operator (a generated key) are written to out. The engines
+// are embedded ones, or the cluster ones cfg's NATSURL and ClickHouseURL
+// name (engines.go).
 func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
-	return startNodeWith(ctx, cfg, engineURLs{}, log, out, opts...)
-}
-
-// startNodeWith is startNode on the engines urls choose (embedded ones for
-// empty URLs).
-func startNodeWith(ctx context.Context, cfg jobcast.Config, urls engineURLs, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
 	clock := jobcast.SystemClock{}
+	urls := engineURLs{NATS: cfg.NATSURL, ClickHouse: cfg.ClickHouseURL}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		cfg.NodeID = host
@@ -120,6 +117,11 @@ func startNodeWith(ctx context.Context, cfg jobcast.Config, urls engineURLs, log
 		return nil, err
 	}
 	store := engines.store
+	if urls.NATS == "" {
+		// The node is the embedded store's only writer, so a cache of
+		// the jobs it commits is never older than the store.
+		store = jobs.NewCachedStore(store, 0)
+	}
 	n.store, n.closeEngines = store, engines.close
 	events, err := openTelemetry(ctx, cfg, urls, log)
 	if err != nil {
