@@ -24,6 +24,15 @@ type Config struct {
 	PublicURL string `yaml:"publicUrl"`
 	// NodeID names this node in logs and telemetry (default: host name).
 	NodeID string `yaml:"nodeId"`
+	// NATSURL, when set, keeps job state and message logs in NATS JetStream
+	// and fans messages out between nodes over NATS (JOBCAST_NATS_URL,
+	// nats://host:4222): cluster mode (docs/cluster.md). Empty: SQLite in
+	// the data dir and in-process fan-out.
+	NATSURL string `yaml:"natsUrl"`
+	// ClickHouseURL, when set, stores telemetry in ClickHouse
+	// (JOBCAST_CLICKHOUSE_URL, clickhouse://host:9000/database: the native
+	// protocol). Empty: DuckDB in the data dir.
+	ClickHouseURL string `yaml:"clickhouseUrl"`
 
 	// APIKeys are the producer keys (JOBCAST_API_KEYS). When empty, the
 	// first start generates one into the data dir and prints it once.

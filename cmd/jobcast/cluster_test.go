@@ -28,19 +28,19 @@ const (
 	clusterJWT    = "cluster-test-jwt-secret-0123456789-0123456789"
 )
 
-// startClusterNode starts a full node (startNodeWith, as serve would) on the
+// startClusterNode starts a full node (startNode, as serve does) on the
 // cluster engines, with the secrets every node of the cluster shares.
 func startClusterNode(t *testing.T, id string, urls engineURLs) (*node, func()) {
 	t.Helper()
 	cfg := jobcast.Config{
 		Addr: "127.0.0.1:0", DataDir: t.TempDir(), NodeID: id,
 		APIKeys: []string{clusterAPIKey}, JWTSecret: clusterJWT, AdminToken: "cluster-admin-token-0123456789",
-		ThrottleDisabled: true,
+		ThrottleDisabled: true, NATSURL: urls.NATS, ClickHouseURL: urls.ClickHouse,
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := startNodeWith(context.Background(), cfg, urls, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	n, err := startNode(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		t.Fatalf("start node %s: %v", id, err)
 	}
@@ -253,5 +253,56 @@ func testMoveToAnotherNode(ctx context.Context, t *testing.T, a, b *node) {
 	want := "ready:0 error:5 error:7 job_progress:8 job_completed:9"
 	if last != 3 || strings.Join(got, " ") != want {
 		t.Fatalf("resumed on B after seq %d: %v, want after seq 3: %s", last, got, want)
+	}
+}
+
+// TestServeClusterFlags runs two `jobcast serve` (Main) on one NATS server,
+// one configured by flag and one by environment: a job created through one
+// is served by the other, and the other's client sees its progress live.
+func TestServeClusterFlags(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	natsURL := natstest.NewServer(t)
+	env := func(extra map[string]string) map[string]string {
+		m := map[string]string{"JOBCAST_API_KEYS": clusterAPIKey, "JOBCAST_JWT_SECRET": clusterJWT, "JOBCAST_DATA_DIR": t.TempDir()}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	outA, _, _ := runMain(t, []string{"serve", "-addr", "127.0.0.1:0", "-nats", natsURL}, env(nil))
+	outB, _, _ := runMain(t, []string{"serve", "-addr", "127.0.0.1:0"}, env(map[string]string{"JOBCAST_NATS_URL": natsURL}))
+	baseA, baseB := outA.waitFor(t, servingRE)[1], outB.waitFor(t, servingRE)[1]
+
+	producerB := client.NewProducer(baseB, clusterAPIKey)
+	tk, err := producerB.CreateJob(ctx, client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	w, err := client.NewWatcher(client.Config{
+		URL: "ws" + strings.TrimPrefix(baseA, "http") + "/ws/progress", JobID: tk.JobID, Token: tk.Token, MaxAttempts: 3,
+		OnMessage: func(e protocol.Envelope) { types = append(types, e.Type) },
+		OnReady: func(protocol.Ready) {
+			go func() {
+				_, _ = producerB.SendEvents(ctx, tk.JobID, []protocol.ProducerEvent{
+					client.NewEvent("started", nil), client.NewEvent("completed", map[string]any{"successCount": 2}),
+				})
+			}()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		t.Fatalf("watch on A: %v", err)
+	}
+	if got := strings.Join(types, " "); got != "job_started job_completed" {
+		t.Fatalf("client on A saw %q, want job_started job_completed", got)
+	}
+	st, err := client.NewProducer(baseA, clusterAPIKey).GetJob(ctx, tk.JobID)
+	if err != nil || st.Status != protocol.StatusCompleted {
+		t.Fatalf("GetJob on A = %+v, %v", st, err)
 	}
 }

@@ -34,6 +34,8 @@ type serveFlags struct {
 	logLevel   string
 	alertsFile string
 	expFile    string
+	natsURL    string
+	clickhouse string
 }
 
 func newServeFlags(name string) *serveFlags {
@@ -49,6 +51,8 @@ func newServeFlags(name string) *serveFlags {
 	f.fs.DurationVar(&f.tokenTTL, "token-ttl", 0, "client token lifetime (env JOBCAST_TOKEN_TTL, default 1h)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (env JOBCAST_LOG_LEVEL, default info)")
 	f.fs.StringVar(&f.alertsFile, "alerts-config", "", "alert rules and receivers YAML, reloaded on change (env JOBCAST_ALERTS_CONFIG, default DATA_DIR/alerts.yaml if present)")
+	f.fs.StringVar(&f.natsURL, "nats", "", "cluster mode: job state, logs and fan-out on NATS JetStream, nats://host:4222 (env JOBCAST_NATS_URL; default SQLite in the data dir)")
+	f.fs.StringVar(&f.clickhouse, "clickhouse", "", "cluster mode: telemetry in ClickHouse, clickhouse://host:9000/database (env JOBCAST_CLICKHOUSE_URL; default DuckDB in the data dir)")
 	f.fs.StringVar(&f.expFile, "experiments", "", "YAML file of experiments applied at start (env JOBCAST_EXPERIMENTS_FILE, default DATA_DIR/experiments.yaml if present)")
 	return f
 }
@@ -110,6 +114,12 @@ func (f *serveFlags) load(env envLookup) (jobcast.Config, string, error) {
 	if set["experiments"] {
 		cfg.ExperimentsFile = f.expFile
 	}
+	if set["nats"] {
+		cfg.NATSURL = f.natsURL
+	}
+	if set["clickhouse"] {
+		cfg.ClickHouseURL = f.clickhouse
+	}
 	if set["log-level"] {
 		level = f.logLevel
 	}
@@ -144,6 +154,8 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 	str("JOBCAST_ADMIN_TOKEN", &cfg.AdminToken)
 	str("JOBCAST_JWT_SECRET", &cfg.JWTSecret)
 	str("JOBCAST_EXPERIMENTS_FILE", &cfg.ExperimentsFile)
+	str("JOBCAST_NATS_URL", &cfg.NATSURL)
+	str("JOBCAST_CLICKHOUSE_URL", &cfg.ClickHouseURL)
 	if v, ok := env("JOBCAST_API_KEYS"); ok && v != "" {
 		cfg.APIKeys = splitList(v)
 	}
