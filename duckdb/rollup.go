@@ -33,8 +33,12 @@ const day = 24 * time.Hour
 //     w_token_expired = the same over reason = 'token_expired', and Σ(x·w)
 //     of each numeric column a metric sums.
 //   - rollup_jobs: per day, dimensions and job (job_id <> ”), the job's
-//     number within the day (1…jobs, dense) and whether it had an error or
+//     number within the day (1…jobs, dense), its key across days (job_key
+//     = jobKey, a 64-bit hash of job_id) and whether it had an error or
 //     connect_failed event (errored) and a connected or reconnected one.
+//     The dense numbers count one day's jobs as a bitstring; the keys count
+//     the distinct jobs of several days (and of events at a window's edges,
+//     hashed the same way) as a union.
 //   - rollup_rtt_bins: per day, dimensions and RTT bin (CAST(sqrt(rtt_ms) *
 //     16 AS BIGINT), rtt_ms < 0 as 0), Σw of the heartbeats in it.
 //   - rollup_rtt: per day, bin, dimensions and exact rtt_ms value, Σw of
@@ -64,7 +68,9 @@ var rollupSchema = []string{
 		throttled_count BIGINT NOT NULL, progress_sent BIGINT NOT NULL, messages_sent BIGINT NOT NULL, bytes_sent BIGINT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS rollup_jobs (day TIMESTAMP NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
-		job INTEGER NOT NULL, errored BOOLEAN NOT NULL, connected BOOLEAN NOT NULL)`,
+		job INTEGER NOT NULL, errored BOOLEAN NOT NULL, connected BOOLEAN NOT NULL, job_key UBIGINT)`,
+	`ALTER TABLE rollup_jobs ADD COLUMN IF NOT EXISTS job_key UBIGINT`,
+	`ALTER TABLE rollup_state ADD COLUMN IF NOT EXISTS key_probe UBIGINT DEFAULT 0`,
 	`CREATE TABLE IF NOT EXISTS rollup_rtt_bins (day TIMESTAMP NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
 		bin SMALLINT NOT NULL, w BIGINT NOT NULL)`,
@@ -80,17 +86,32 @@ var rollupSchema = []string{
 // rollupVersion names what buildDay computes. Open drops the rollups of a
 // file built by another version (they are derived data: the retention sweep
 // builds them again), so changing buildDay or the tables' meaning needs
-// only this number changed.
-const rollupVersion = 1
+// only this number changed. Version 2 added rollup_jobs.job_key.
+const rollupVersion = 2
+
+// jobKey is a job's key in rollup_jobs.job_key: DuckDB's 64-bit hash of
+// job_id. The metrics library hashes the job_ids of events at a window's
+// edges with the same expression and counts distinct keys over both, so
+// the two must stay identical (metrics' duckDB.jobKey). Two jobs share a
+// key with probability about n²/2⁶⁵ for n distinct jobs in a window: 3·10⁻⁸
+// for a million, so a distinct count over rollups is exact but for that.
+// DuckDB does not promise hash() stays the same across its versions, so the
+// file remembers hash(keyProbe) (rollup_state.key_probe) and Open drops the
+// rollups when the running DuckDB hashes it otherwise.
+const jobKey = "hash(job_id)"
+
+// keyProbe is the string whose hash checks that jobKey is unchanged.
+const keyProbe = "jobcast rollup job key"
 
 // migrateRollups drops every rollup when the file's were built by another
-// rollupVersion.
+// rollupVersion, or with another jobKey hash.
 func (s *Store) migrateRollups(ctx context.Context) error {
 	var v int64
-	if err := s.db.QueryRowContext(ctx, `SELECT version FROM rollup_state`).Scan(&v); err != nil {
+	var same bool
+	if err := s.db.QueryRowContext(ctx, `SELECT version, coalesce(key_probe = hash('`+keyProbe+`'), false) FROM rollup_state`).Scan(&v, &same); err != nil {
 		return fmt.Errorf("read rollup version: %w", err)
 	}
-	if v == rollupVersion {
+	if v == rollupVersion && same {
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -103,7 +124,7 @@ func (s *Store) migrateRollups(ctx context.Context) error {
 			return fmt.Errorf("drop rollups of version %d: %w", v, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE rollup_state SET gen = gen + 1, version = ?", rollupVersion); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE rollup_state SET gen = gen + 1, version = ?, key_probe = hash('"+keyProbe+"')", rollupVersion); err != nil {
 		return fmt.Errorf("drop rollups of version %d: %w", v, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -132,8 +153,9 @@ var buildDay = []string{
 		CAST(sum(messages_sent * sample_interval) AS BIGINT), CAST(sum(bytes_sent * sample_interval) AS BIGINT)
 	FROM events WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2)
 	GROUP BY event, pipeline, app_version, os_version, network_type`,
-	`INSERT INTO rollup_jobs SELECT make_timestamp($1), pipeline, app_version, os_version, network_type,
-		CAST(dense_rank() OVER (ORDER BY job_id) AS INTEGER), errored, connected
+	`INSERT INTO rollup_jobs (day, pipeline, app_version, os_version, network_type, job, errored, connected, job_key)
+	SELECT make_timestamp($1), pipeline, app_version, os_version, network_type,
+		CAST(dense_rank() OVER (ORDER BY job_id) AS INTEGER), errored, connected, ` + jobKey + `
 	FROM (SELECT pipeline, app_version, os_version, network_type, job_id,
 		bool_or(list_contains(['` + jobcast.EventError + `', '` + jobcast.EventConnectFailed + `'], event)) AS errored,
 		bool_or(list_contains(['` + jobcast.EventConnected + `', '` + jobcast.EventReconnected + `'], event)) AS connected

@@ -107,6 +107,14 @@ func (duckDB) distinctJobs(cond string, jobs int64) string {
 	return "bit_count(" + agg + ")"
 }
 
+// jobKey must stay the expression of duckdb's jobKey.
+func (duckDB) jobKey(col string) string { return "hash(" + col + ")" }
+
+// rolledBin must stay the expression of duckdb's rttBin.
+func (duckDB) rolledBin(col string) string {
+	return "CAST(least(sqrt(greatest(" + col + ", 0)) * 16, 32767) AS SMALLINT)"
+}
+
 // rolledQuantile is weightedQuantile's two passes on rollups: the bins'
 // weights come from rollup_rtt_bins (a fortieth of the heartbeats' rows),
 // and the values of the bin holding the level from rollup_rtt, joined on

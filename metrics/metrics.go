@@ -274,11 +274,18 @@ func (l *Library) Compute(ctx context.Context, q Query) (*Result, error) {
 // store keeps rollups and q's shape allows (rollable), otherwise, and for the
 // other days, from events.
 func (l *Library) compute(ctx context.Context, d dialect, m *metric, q *Query) ([]Point, error) {
-	if rd, ok := d.(rollupDialect); ok && rollable(m, q) {
+	if rd, ok := d.(rollupDialect); ok && (rollable(m, q) || mixable(m, q)) {
+		// Daily buckets: each bucket from rollups or from events. Other
+		// windows: one statement mixing rollups for the whole days inside
+		// and events for the rest.
+		try := l.computeMixed
+		if q.Bucket == day && rollable(m, q) {
+			try = l.computeRolled
+		}
 		// Each try that finds the rollups changed meanwhile (a late event
 		// dropped a day, a day was built) tries again; after three, events.
 		for range 3 {
-			points, ok, err := l.computeRolled(ctx, rd, m, q)
+			points, ok, err := try(ctx, rd, m, q)
 			if err != nil {
 				return nil, err
 			}

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jobcast/jobcast"
 )
 
 // day is the width of a rollup row: rollups aggregate whole UTC days.
@@ -57,6 +59,12 @@ type rollupDialect interface {
 	// bins is the table of the first pass: rollup_rtt_bins or
 	// rollup_dim_rtt_bins.
 	rolledQuantile(bins string, keys, names []string, where string, hkeys []string, whereH string, bp int) string
+	// jobKey is rollup_jobs.job_key computed from an events column: the
+	// same 64-bit hash the store's rollup build uses.
+	jobKey(col string) string
+	// rolledBin is rollup_rtt's bin computed from an events column, the
+	// same expression the store's rollup build uses.
+	rolledBin(col string) string
 }
 
 // rollable reports whether m over q may read rollups for whole days: q is
@@ -96,6 +104,16 @@ type span struct {
 // rest. It returns the rollup generation the plan rests on and the largest
 // number of jobs of a rolled-up day in the window.
 func (l *Library) rollupPlan(ctx context.Context, d rollupDialect, q *Query) (spans []span, gen, jobs int64, err error) {
+	days, gen, jobs, err := l.rolledDays(ctx, d, q)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return splitSpans(q, q.Bucket.Milliseconds(), days), gen, jobs, nil
+}
+
+// rolledDays reads the rolled-up days (ms) in q's window, the rollup
+// generation, and the largest number of jobs of one of those days.
+func (l *Library) rolledDays(ctx context.Context, d rollupDialect, q *Query) (days map[int64]bool, gen, jobs int64, err error) {
 	b := &builder{d: d}
 	sql := "SELECT s.gen, epoch_ms(r.day), r.jobs FROM rollup_state AS s LEFT JOIN rollup_days AS r ON r.day >= " +
 		b.time(q.From) + " AND r.day < " + b.time(q.To)
@@ -106,7 +124,7 @@ func (l *Library) rollupPlan(ctx context.Context, d rollupDialect, q *Query) (sp
 	if len(rows.Rows) == 0 {
 		return nil, 0, 0, fmt.Errorf("read rollup days: no rollup_state row")
 	}
-	days := map[int64]bool{}
+	days = map[int64]bool{}
 	for _, r := range rows.Rows {
 		g, err1 := toFloat(r[0])
 		if err1 != nil {
@@ -124,8 +142,16 @@ func (l *Library) rollupPlan(ctx context.Context, d rollupDialect, q *Query) (sp
 		days[int64(ms)] = true
 		jobs = max(jobs, int64(n))
 	}
-	from, to, step := q.From.UnixMilli(), q.To.UnixMilli(), q.Bucket.Milliseconds()
-	for b := bucketFloor(q.From, q.Bucket); b < to; b += step {
+	return days, gen, jobs, nil
+}
+
+// splitSpans splits q's window into runs of steps (ms, a whole number of
+// days, aligned to the epoch) that lie inside the window and all of whose
+// days are in days, and the rest.
+func splitSpans(q *Query, step int64, days map[int64]bool) []span {
+	var spans []span
+	from, to := q.From.UnixMilli(), q.To.UnixMilli()
+	for b := bucketFloor(q.From, time.Duration(step)*time.Millisecond); b < to; b += step {
 		rolled := b >= from && b+step <= to
 		for dd := b; rolled && dd < b+step; dd += day.Milliseconds() {
 			rolled = days[dd]
@@ -137,7 +163,7 @@ func (l *Library) rollupPlan(ctx context.Context, d rollupDialect, q *Query) (sp
 		}
 		spans = append(spans, s)
 	}
-	return spans, gen, jobs, nil
+	return spans
 }
 
 // rollupGen reads the rollup generation.
@@ -258,8 +284,10 @@ func (b *builder) dimKeys(d rollupDialect, q *Query) (exprs, names []string) {
 		exprs = append(exprs, "value AS "+g)
 		names = append(names, g)
 	}
-	exprs = append(exprs, d.dayBucket("day", b.arg(q.Bucket.Milliseconds()))+" AS bucket_ms")
-	names = append(names, "bucket_ms")
+	if q.Bucket > 0 {
+		exprs = append(exprs, d.dayBucket("day", b.arg(q.Bucket.Milliseconds()))+" AS bucket_ms")
+		names = append(names, "bucket_ms")
+	}
 	return exprs, names
 }
 
@@ -274,8 +302,10 @@ func (b *builder) rollupKeys(d rollupDialect, q *Query, prefix string) (exprs, n
 		exprs = append(exprs, prefix+g+" AS "+g)
 		names = append(names, g)
 	}
-	exprs = append(exprs, d.dayBucket(prefix+"day", b.arg(q.Bucket.Milliseconds()))+" AS bucket_ms")
-	names = append(names, "bucket_ms")
+	if q.Bucket > 0 {
+		exprs = append(exprs, d.dayBucket(prefix+"day", b.arg(q.Bucket.Milliseconds()))+" AS bucket_ms")
+		names = append(names, "bucket_ms")
+	}
 	return exprs, names
 }
 
@@ -346,4 +376,255 @@ func rollupJobsStatement(d rollupDialect, b *builder, m *metric, q *Query, jobs 
 	j, _ := jobsSelect(m.jobsDen)
 	return "SELECT " + strings.Join(names, ", ") + ", CAST(coalesce(n.num, 0) AS DOUBLE) AS num, CAST(coalesce(j.den, 0) AS DOUBLE) AS den" +
 		" FROM (" + n + ") AS n FULL JOIN (" + j + ") AS j(" + strings.Join(names, ", ") + ", den) USING (" + strings.Join(names, ", ") + ")"
+}
+
+// mixable reports whether m over q may be answered by mixedStatement:
+// unbucketed or bucketed by whole days, filtering and grouping only by
+// rollupDims, and not a per-job metric that rollup_jobs cannot count.
+func mixable(m *metric, q *Query) bool {
+	if q.Bucket%day != 0 || (m.perJob != nil && m.jobsDen == "") {
+		return false
+	}
+	return rolledDims(q)
+}
+
+// rolledDims reports whether q filters and groups only by rollupDims.
+func rolledDims(q *Query) bool {
+	for k := range q.Filters {
+		if !slices.Contains(rollupDims, k) {
+			return false
+		}
+	}
+	for _, g := range q.GroupBy {
+		if !slices.Contains(rollupDims, g) {
+			return false
+		}
+	}
+	return true
+}
+
+// computeMixed answers q in one statement that reads rollups for the whole
+// rolled-up days inside the window and events for the rest (the partial
+// days at its edges, days without rollups), and combines them exactly: it
+// sums the parts' sums, unions the parts' job keys before counting them,
+// and merges the parts' RTT bins, then their values in the level's bin. As
+// computeRolled, ok is false when the rollups changed between the plan and
+// the statement.
+func (l *Library) computeMixed(ctx context.Context, d rollupDialect, m *metric, q *Query) (points []Point, ok bool, err error) {
+	days, gen, _, err := l.rolledDays(ctx, d, q)
+	if err != nil {
+		return nil, false, err
+	}
+	spans := splitSpans(q, day.Milliseconds(), days)
+	if !slices.ContainsFunc(spans, func(s span) bool { return s.rolled }) {
+		points, err := l.raw(ctx, d, m, q, q)
+		return points, err == nil, err
+	}
+	sql, args := mixedStatement(d, m, q, spans)
+	points, err = l.run(ctx, m, q, sql, args)
+	if err != nil {
+		if g, gerr := l.rollupGen(ctx); gerr == nil && g != gen {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	g, err := l.rollupGen(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return points, g == gen, nil
+}
+
+// mixedStatement is statement for q, with the same columns, reading
+// rollup tables for the rolled spans and events for the others.
+func mixedStatement(d rollupDialect, m *metric, q *Query, spans []span) (string, []any) {
+	b := &builder{d: d}
+	names := slices.Clone(q.GroupBy)
+	if q.Bucket > 0 {
+		names = append(names, "bucket_ms")
+	}
+	subs := make([]*Query, len(spans))
+	for i, s := range spans {
+		sub := *q
+		sub.From, sub.To = time.UnixMilli(s.from).UTC(), time.UnixMilli(s.to).UTC()
+		subs[i] = &sub
+	}
+	switch {
+	case m.kind == kindQuantile:
+		return mixedQuantile(b, d, m, q, spans, subs, names), b.args
+	case m.jobsDen != "":
+		return mixedJobs(b, d, m, spans, subs, names), b.args
+	}
+	return mixedSums(b, d, m, spans, subs, names, true), b.args
+}
+
+// cols writes names as the start of a select list ("a, b, ") and group
+// as a GROUP BY clause, empty without names.
+func cols(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.Join(names, ", ") + ", "
+}
+
+func groupBy(names ...string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return " GROUP BY " + strings.Join(names, ", ")
+}
+
+func unionAll(parts []string) string {
+	return "(" + strings.Join(parts, ") UNION ALL (") + ")"
+}
+
+// mixedSums sums num (and den, when withDen and m has one) over the
+// parts: rollup_events for rolled spans, events for the others.
+func mixedSums(b *builder, d rollupDialect, m *metric, spans []span, subs []*Query, names []string, withDen bool) string {
+	withDen = withDen && m.den != nil
+	parts := make([]string, len(spans))
+	for i, s := range spans {
+		if s.rolled {
+			exprs, _ := b.rollupKeys(d, subs[i], "")
+			where := b.rollupWhere(subs[i], "", m.events)
+			sel := cols(exprs) + m.num(d, rollupSrc) + " AS num"
+			if withDen {
+				sel += ", " + m.den(d, rollupSrc) + " AS den"
+			}
+			parts[i] = "SELECT " + sel + " FROM rollup_events WHERE " + where + groupBy(names...)
+			continue
+		}
+		exprs, _ := b.keys(subs[i])
+		where := b.where(subs[i], m.events, m.sessionsOnly)
+		sel := cols(exprs) + m.num(d, rawSrc) + " AS num"
+		if withDen {
+			sel += ", " + m.den(d, rawSrc) + " AS den"
+		}
+		parts[i] = "SELECT " + sel + " FROM events WHERE " + where + groupBy(names...)
+	}
+	sel := cols(names) + "CAST(coalesce(sum(num), 0) AS DOUBLE) AS num"
+	if withDen {
+		sel += ", CAST(coalesce(sum(den), 0) AS DOUBLE) AS den"
+	}
+	return "SELECT " + sel + " FROM (" + unionAll(parts) + ") AS p" + groupBy(names...)
+}
+
+// mixedJobs counts distinct jobs over the union of rollup_jobs' keys (for
+// rolled spans) and the hashed job_ids of events (for the others), each
+// with its errored and connected flags, so that a job seen on several days
+// or in a rolled day and an edge counts once. num comes from the same union
+// (jobsNum set) or from mixedSums.
+func mixedJobs(b *builder, d rollupDialect, m *metric, spans []span, subs []*Query, names []string) string {
+	var n string
+	if m.jobsNum == "" {
+		n = mixedSums(b, d, m, spans, subs, names, false)
+	}
+	// Without jobsNum only jobsDen's jobs count, which (connected) are
+	// those of m.events: the edges' other events need not be read.
+	var events []string
+	if m.jobsNum == "" {
+		events = m.events
+	}
+	errored := d.boolOr(d.inList("event", []string{jobcast.EventError, jobcast.EventConnectFailed})) + " AS errored"
+	connected := d.boolOr(d.inList("event", []string{jobcast.EventConnected, jobcast.EventReconnected})) + " AS connected"
+	parts := make([]string, len(spans))
+	for i, s := range spans {
+		if s.rolled {
+			exprs, _ := b.rollupKeys(d, subs[i], "")
+			where := b.rollupWhere(subs[i], "", nil)
+			parts[i] = "SELECT " + cols(exprs) + "job_key AS k, errored, connected FROM rollup_jobs WHERE " + where
+			continue
+		}
+		exprs, _ := b.keys(subs[i])
+		where := b.where(subs[i], events, true)
+		parts[i] = "SELECT " + cols(exprs) + d.jobKey("job_id") + " AS k, " + errored + ", " + connected +
+			" FROM events WHERE " + where + groupBy(append(slices.Clone(names), "job_id")...)
+	}
+	count := func(cond string) string {
+		if cond == "true" {
+			return "count(DISTINCT k)"
+		}
+		return d.countDistinctIf("k", cond)
+	}
+	jsel := cols(names)
+	if m.jobsNum != "" {
+		jsel += count(m.jobsNum) + " AS num, "
+	}
+	jsel += count(m.jobsDen) + " AS den"
+	j := "SELECT " + jsel + " FROM (" + unionAll(parts) + ") AS u" + groupBy(names...)
+	if m.jobsNum != "" {
+		return "SELECT " + cols(names) + "CAST(coalesce(num, 0) AS DOUBLE) AS num, CAST(coalesce(den, 0) AS DOUBLE) AS den FROM (" + j + ") AS j"
+	}
+	join := " AS n, (" + j + ") AS j"
+	if len(names) > 0 {
+		join = " AS n FULL JOIN (" + j + ") AS j USING (" + strings.Join(names, ", ") + ")"
+	}
+	return "SELECT " + cols(names) + "CAST(coalesce(n.num, 0) AS DOUBLE) AS num, CAST(coalesce(j.den, 0) AS DOUBLE) AS den FROM (" + n + ")" + join
+}
+
+// mixedQuantile is rolledQuantile over the union of the parts: the bins'
+// weights from rollup_rtt_bins or rollup_dim_rtt_bins (rolled spans) and
+// from events binned alike (the others); then the values in each group's
+// bin from rollup_rtt and from events.
+func mixedQuantile(b *builder, d rollupDialect, m *metric, q *Query, spans []span, subs []*Query, names []string) string {
+	dim, one := oneDim(q)
+	bins := make([]string, len(spans))
+	for i, s := range spans {
+		switch {
+		case s.rolled && one:
+			exprs, _ := b.dimKeys(d, subs[i])
+			bins[i] = "SELECT " + cols(exprs) + "bin, w FROM rollup_dim_rtt_bins WHERE " + b.dimWhere(subs[i], dim)
+		case s.rolled:
+			exprs, _ := b.rollupKeys(d, subs[i], "")
+			bins[i] = "SELECT " + cols(exprs) + "bin, w FROM rollup_rtt_bins WHERE " + b.rollupWhere(subs[i], "", nil)
+		default:
+			exprs, _ := b.keys(subs[i])
+			bins[i] = "SELECT " + cols(exprs) + d.rolledBin(m.value) + " AS bin, " + w + " AS w FROM events WHERE " +
+				b.where(subs[i], m.events, false)
+		}
+	}
+	tcols := make([]string, len(names))
+	for i, n := range names {
+		tcols[i] = "t." + n + " AS " + n
+	}
+	vals := make([]string, len(spans))
+	for i, s := range spans {
+		sel := "SELECT " + cols(tcols)
+		if s.rolled {
+			hkeys, _ := b.rollupKeys(d, subs[i], "h.")
+			on := []string{"h.bin = t.bin"}
+			for j, n := range names {
+				on = append(on, strings.TrimSuffix(hkeys[j], " AS "+n)+" = t."+n)
+			}
+			vals[i] = sel + "h.rtt_ms AS v, h.w AS w, t.before AS before, t.tw AS tw FROM rollup_rtt AS h JOIN t ON " +
+				strings.Join(on, " AND ") + " WHERE " + b.rollupWhere(subs[i], "h.", nil)
+			continue
+		}
+		exprs, _ := b.keys(subs[i])
+		on := []string{"r.bin = t.bin"}
+		for _, n := range names {
+			on = append(on, "r."+n+" = t."+n)
+		}
+		vals[i] = sel + "r.v AS v, r.w AS w, t.before AS before, t.tw AS tw FROM (SELECT " + cols(exprs) +
+			d.rolledBin(m.value) + " AS bin, " + m.value + " AS v, " + w + " AS w FROM events WHERE " +
+			b.where(subs[i], m.events, false) + ") AS r JOIN t ON " + strings.Join(on, " AND ")
+	}
+	part, using := "", " ON true"
+	if len(names) > 0 {
+		part = "PARTITION BY " + strings.Join(names, ", ") + " "
+		using = " USING (" + strings.Join(names, ", ") + ")"
+	}
+	level := fmt.Sprint(m.quantile)
+	c := cols(names)
+	var sb strings.Builder
+	sb.WriteString("WITH b AS MATERIALIZED (SELECT " + c + "bin, CAST(sum(w) AS BIGINT) AS bw FROM (" + unionAll(bins) + ") AS p" + groupBy(append(slices.Clone(names), "bin")...) + "), ")
+	sb.WriteString("tot AS (SELECT " + c + "CAST(sum(bw) AS BIGINT) AS tw FROM b" + groupBy(names...) + "), ")
+	sb.WriteString("c AS (SELECT " + c + "bin, bw, sum(bw) OVER (" + part + "ORDER BY bin ROWS UNBOUNDED PRECEDING) AS cw FROM b), ")
+	sb.WriteString("t AS MATERIALIZED (SELECT " + c + "min(bin) AS bin, arg_min(cw - bw, bin) AS before, any_value(tw) AS tw FROM c JOIN tot" + using +
+		" WHERE cw * 10000 >= " + level + " * tw" + groupBy(names...) + "), ")
+	sb.WriteString("x AS (SELECT " + c + "v, CAST(sum(w) AS BIGINT) AS w, any_value(before) AS before, any_value(tw) AS tw FROM (" + unionAll(vals) + ") AS u" +
+		groupBy(append(slices.Clone(names), "v")...) + "), ")
+	sb.WriteString("y AS (SELECT " + c + "v, tw, before + sum(w) OVER (" + part + "ORDER BY v ROWS UNBOUNDED PRECEDING) AS cw FROM x) ")
+	sb.WriteString("SELECT " + c + "CAST(min(v) FILTER (WHERE cw * 10000 >= " + level + " * tw) AS DOUBLE) AS value, CAST(max(tw) AS DOUBLE) AS weight FROM y" + groupBy(names...))
+	return sb.String()
 }

@@ -136,8 +136,28 @@ func rollupShapes() []metrics.Query {
 		{From: from, To: to, Bucket: 6 * time.Hour, GroupBy: []string{"network_type"}},
 		{From: from, To: to, Bucket: d, GroupBy: []string{"device_model"}},
 		{From: from, To: to, GroupBy: []string{"network_type"}},
+		// 12…: one number per group over windows of whole rolled-up days
+		// and partial or unrolled days at the edges, combined in one
+		// statement, by each dimension, with filters.
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour)},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"pipeline"}},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"app_version"}, Filters: map[string]string{"network_type": "wifi"}},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"os_version"}},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"network_type"}, Filters: map[string]string{"network_type": "cellular"}},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"os_version", "network_type"}},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), Filters: map[string]string{"os_version": "iOS 18", "pipeline": "ai_scan"}},
+		{From: from.Add(-d + 3*time.Hour), To: to.Add(d - 2*time.Hour), GroupBy: []string{"network_type"}},
+		{From: from, To: to},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), Bucket: 2 * d, GroupBy: []string{"network_type"}},
+		{From: from.Add(-d + 3*time.Hour), To: to.Add(d - 2*time.Hour), Bucket: 3 * d},
+		{From: from.Add(5 * time.Hour), To: to.Add(-7 * time.Hour), GroupBy: []string{"device_model"}},
+		{From: from.Add(d + time.Hour), To: from.Add(d + 5*time.Hour), GroupBy: []string{"pipeline"}},
 	}
 }
+
+// mixedShapes are the shapes of rollupShapes that mix rollups and events
+// in one statement, compared again after each change to the rollups.
+var mixedShapes = []int{1, 4, 7, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22}
 
 // openPair opens two stores holding the same events: raw never builds
 // rollups, rolled does whenever the test says.
@@ -262,11 +282,11 @@ func TestRollupsGiveRawAnswers(t *testing.T) {
 	if got := rollupDays(t, rolled); got != "[[02] [04]]" {
 		t.Fatalf("after late events rollup days %s, want [[02] [04]]", got)
 	}
-	sameAnswers(t, "late events", raw, rolled, 1, 4, 7)
+	sameAnswers(t, "late events", raw, rolled, mixedShapes...)
 	if n, err := rolled.Rollup(ctx, rollupDay0.Add(3*24*time.Hour+time.Hour)); err != nil || n != 1 {
 		t.Fatalf("Rollup after late events = %d, %v; want 1 day", n, err)
 	}
-	sameAnswers(t, "rebuilt", raw, rolled, 1, 4, 7)
+	sameAnswers(t, "rebuilt", raw, rolled, mixedShapes...)
 
 	// Retention: the 2nd goes entirely, the 3rd in part; its rollups go
 	// with the events.
@@ -279,30 +299,43 @@ func TestRollupsGiveRawAnswers(t *testing.T) {
 	if got := rollupDays(t, rolled); got != "[[04]]" {
 		t.Fatalf("after retention rollup days %s, want [[04]]", got)
 	}
-	sameAnswers(t, "retention", raw, rolled, 1, 4, 7)
+	sameAnswers(t, "retention", raw, rolled, mixedShapes...)
 	if n, err := rolled.Rollup(ctx, rollupDay0.Add(3*24*time.Hour+time.Hour)); err != nil || n != 1 {
 		t.Fatalf("Rollup after retention = %d, %v; want 1 day (the cut 3rd)", n, err)
 	}
-	sameAnswers(t, "rebuilt after retention", raw, rolled, 1, 4, 7)
+	sameAnswers(t, "rebuilt after retention", raw, rolled, mixedShapes...)
 
 	// The rollups are what is read: remove the 4th's events behind the
-	// store's back and its whole-day buckets keep their answer.
+	// store's back and its whole-day buckets keep their answer, and so do
+	// windows of the whole 4th and hours of the 3rd (read from events),
+	// one number per group.
 	lb := metrics.New(rolled)
-	q := metrics.Query{Metric: metrics.ErrorRate, From: rollupDay0.Add(2 * 24 * time.Hour), To: rollupDay0.Add(3 * 24 * time.Hour),
-		Bucket: 24 * time.Hour, GroupBy: []string{"network_type"}}
-	before, err := lb.Compute(ctx, q)
-	if err != nil {
-		t.Fatal(err)
+	fourth := rollupDay0.Add(2 * 24 * time.Hour)
+	var qs []metrics.Query
+	for _, def := range metrics.Definitions() {
+		qs = append(qs,
+			metrics.Query{Metric: def.Name, From: fourth, To: fourth.Add(24 * time.Hour), Bucket: 24 * time.Hour, GroupBy: []string{"network_type"}},
+			metrics.Query{Metric: def.Name, From: fourth.Add(-3 * time.Hour), To: fourth.Add(24 * time.Hour), GroupBy: []string{"network_type"}},
+			metrics.Query{Metric: def.Name, From: fourth.Add(-3 * time.Hour), To: fourth.Add(24 * time.Hour)})
+	}
+	before := make([]*metrics.Result, len(qs))
+	for i, q := range qs {
+		if before[i], err = lb.Compute(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := rolled.Query(ctx, "DELETE FROM events WHERE ts >= make_timestamp(?) AND ts < make_timestamp(?)",
-		q.From.UnixMicro(), q.To.UnixMicro()); err != nil {
+		fourth.UnixMicro(), fourth.Add(24*time.Hour).UnixMicro()); err != nil {
 		t.Fatal(err)
 	}
-	after, err := lb.Compute(ctx, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(before.Points) == 0 || fmt.Sprint(after.Points) != fmt.Sprint(before.Points) {
-		t.Errorf("with the 4th's events gone: %v, want the rollups' %v", after.Points, before.Points)
+	for i, q := range qs {
+		after, err := lb.Compute(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(before[i].Points) == 0 || fmt.Sprint(after.Points) != fmt.Sprint(before[i].Points) {
+			t.Errorf("%s from %s, bucket %s, with the 4th's events gone: %v, want the rollups' %v",
+				q.Metric, q.From.Format(time.RFC3339), q.Bucket, after.Points, before[i].Points)
+		}
 	}
 }
