@@ -30,6 +30,22 @@ type engineURLs struct {
 	ClickHouse string
 }
 
+// checkCluster refuses a cluster node whose secrets would be its own: the
+// secrets generated into a data dir differ per node, so a token minted or
+// a producer key generated on one node would fail on the others.
+func checkCluster(cfg jobcast.Config) error {
+	if cfg.NATSURL == "" {
+		return nil
+	}
+	if cfg.JWTSecret == "" {
+		return errors.New("cluster mode (NATS) needs JOBCAST_JWT_SECRET, the same on every node: tokens are checked by whichever node a client reaches")
+	}
+	if len(cfg.APIKeys) == 0 {
+		return errors.New("cluster mode (NATS) needs JOBCAST_API_KEYS, the same on every node: producers may reach any node")
+	}
+	return nil
+}
+
 // jobEngines are the job store and the broker, and what closes what they
 // share (a NATS connection) after the store is closed.
 type jobEngines struct {

@@ -37,3 +37,23 @@ func TestEngineURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterNeedsSharedSecrets: a cluster node without a configured JWT
+// secret or API keys would generate its own, which other nodes reject.
+func TestClusterNeedsSharedSecrets(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cfg  jobcast.Config
+		want string
+	}{
+		{jobcast.Config{}, ""},
+		{jobcast.Config{NATSURL: "nats://127.0.0.1:4222", APIKeys: []string{"k"}}, "JOBCAST_JWT_SECRET"},
+		{jobcast.Config{NATSURL: "nats://127.0.0.1:4222", JWTSecret: "s"}, "JOBCAST_API_KEYS"},
+		{jobcast.Config{NATSURL: "nats://127.0.0.1:4222", JWTSecret: "s", APIKeys: []string{"k"}}, ""},
+	} {
+		err := checkCluster(tt.cfg)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("checkCluster(%+v) = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}

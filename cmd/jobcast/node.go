@@ -66,6 +66,9 @@ type node struct {
 func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io.Writer, opts ...nodeOption) (*node, error) {
 	clock := jobcast.SystemClock{}
 	urls := engineURLs{NATS: cfg.NATSURL, ClickHouse: cfg.ClickHouseURL}
+	if err := checkCluster(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		cfg.NodeID = host
