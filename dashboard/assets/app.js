@@ -401,7 +401,10 @@ function renderAlerts(a) {
     alertSection('Firing', cols('Firing since'), a.firing, { id: 'table-alerts-firing', empty: 'Nothing firing', rowClass: () => 'firing' }),
     alertSection('Pending', cols('Pending since'), a.pending, { id: 'table-alerts-pending', empty: 'Nothing pending' }),
     alertSection('Silenced', [...cols('Since'), { title: 'Silenced by', get: (r) => (r.silencedBy || []).join(', ') }], a.silenced, { id: 'table-alerts-silenced', empty: 'Nothing silenced' }),
-    alertSection('Recently resolved', cols('Resolved at'), a.resolved, { id: 'table-alerts-resolved', empty: 'Nothing resolved recently' }),
+    // A resolved alert's value is not the one it fired with: its summary,
+    // rendered at the last evaluation, says what it came down to.
+    alertSection('Recently resolved', [...cols('Resolved at').filter((c) => c.title !== 'Value'), { title: 'Summary', get: (r) => r.summary || '—' }],
+      a.resolved, { id: 'table-alerts-resolved', empty: 'Nothing resolved recently' }),
   );
   const right = el('div');
   right.append(alertSection('Recent notifications', [
