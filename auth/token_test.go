@@ -246,3 +246,39 @@ func TestRevoked(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyCachedSameVerdict checks that a token verified before (and so
+// remembered) gets the verdict a first check would: same claims, the job
+// still checked, expiry at the same instant, and a token differing by one
+// character still refused.
+func TestVerifyCachedSameVerdict(t *testing.T) {
+	t.Parallel()
+	clock := clocktest.New(t0)
+	tokens := auth.NewTokens(newRing(t, testKey("k1", 1)), 10*time.Minute, clock)
+	raw, exp, err := tokens.Issue("job-1")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	first, err := tokens.Verify(raw, "job-1")
+	if err != nil {
+		t.Fatalf("first Verify: %v", err)
+	}
+	again, err := tokens.Verify(raw, "")
+	if err != nil || *again != *first {
+		t.Fatalf("second Verify = %+v, %v; want %+v", again, err, first)
+	}
+	_, err = tokens.Verify(raw, "job-2")
+	wantErr(t, err, auth.ErrWrongJob)
+	sig := raw[strings.LastIndexByte(raw, '.')+1:]
+	flipped := "A"
+	if sig[0] == 'A' {
+		flipped = "B"
+	}
+	_, err = tokens.Verify(raw[:len(raw)-len(sig)]+flipped+sig[1:], "job-1")
+	wantErr(t, err, auth.ErrTokenInvalid)
+	clock.Advance(exp.Sub(clock.Now()))
+	_, err = tokens.Verify(raw, "job-1")
+	wantErr(t, err, auth.ErrTokenExpired)
+	_, err = tokens.Verify(raw, "job-1") // forgotten: the parser says the same
+	wantErr(t, err, auth.ErrTokenExpired)
+}
