@@ -1,0 +1,562 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobcast/jobcast/client"
+	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/protocol"
+)
+
+// faultChildEnv holds, JSON-encoded, the arguments of a jobcast process the
+// fault tests start. The process is this test binary re-run with
+// -test.run=^TestFaultChild$, which does what main does: Main with a context
+// that SIGTERM and SIGINT cancel. It is a real process, so it can be killed
+// with SIGKILL, and it needs no second build of the (cgo, DuckDB) binary.
+const faultChildEnv = "JOBCAST_FAULT_CHILD_ARGS"
+
+// TestFaultChild is the server process of the fault tests, not a test: in
+// a normal run it returns at once.
+func TestFaultChild(t *testing.T) {
+	raw := os.Getenv(faultChildEnv)
+	if raw == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		fmt.Fprintln(os.Stderr, "fault child args:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	rc := Main(ctx, args, os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(rc)
+}
+
+// proc is one jobcast process started by a fault test.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+	rc     int
+}
+
+// startProc starts `jobcast args…` as a child process with env added to
+// this process's environment.
+func startProc(t *testing.T, args []string, env map[string]string) *proc {
+	t.Helper()
+	enc, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), faultChildEnv+"="+string(enc))
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			p.rc = ee.ExitCode() // -1 when a signal killed it
+		case err != nil:
+			p.rc = -2
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // no-op once it exited
+		<-p.done
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.rc
+	case <-time.After(30 * time.Second):
+		t.Fatalf("process did not exit; stderr:\n%s", p.stderr.String())
+		return 0
+	}
+}
+
+// serve starts `jobcast serve` on addr and returns the process and its base
+// URL once it serves.
+func serve(t *testing.T, addr string, env map[string]string) (*proc, string) {
+	t.Helper()
+	p := startProc(t, []string{"serve", "-addr", addr}, env)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := servingRE.FindStringSubmatch(p.stdout.String()); m != nil {
+			return p, m[1]
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("serve exited with %d before serving; stderr:\n%s", p.rc, p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve never served; stderr:\n%s", p.stderr.String())
+	return nil, ""
+}
+
+// adminSQL runs SQL through POST /v1/sql and returns the first row.
+func adminSQL(t *testing.T, base, token, query string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/sql", strings.NewReader(query))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data []map[string]any `json:"data"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &out); err != nil || resp.StatusCode != 200 || len(out.Data) == 0 {
+		t.Fatalf("SQL %q: %d %s", query, resp.StatusCode, body)
+	}
+	return out.Data[0]
+}
+
+// poll calls cond until it is true or the deadline passes.
+func poll(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watched is an SDK watcher the fault tests run, with what it saw.
+type watched struct {
+	w      *client.Watcher
+	done   chan error
+	mu     sync.Mutex
+	seqs   []int64 // of every job message, in order
+	closes []int   // close codes of its disconnects
+}
+
+func (x *watched) closeCodes() []int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]int(nil), x.closes...)
+}
+
+func (x *watched) messageSeqs() []int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]int64(nil), x.seqs...)
+}
+
+func watch(t *testing.T, tk *client.Ticket) *watched {
+	t.Helper()
+	x := &watched{done: make(chan error, 1)}
+	w, err := client.NewWatcher(client.Config{
+		URL: tk.WebsocketURL, Token: tk.Token, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		OnMessage: func(e protocol.Envelope) {
+			x.mu.Lock()
+			x.seqs = append(x.seqs, e.Seq)
+			x.mu.Unlock()
+		},
+		OnEvent: func(e client.Event) {
+			if e.Kind == "disconnected" {
+				x.mu.Lock()
+				x.closes = append(x.closes, e.CloseCode)
+				x.mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.w = w
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	go func() { x.done <- w.Run(ctx) }()
+	poll(t, "the watcher to connect", 20*time.Second, func() bool { return w.Stats().Connects > 0 })
+	return x
+}
+
+// finish completes the job and checks the watcher ends with the server's
+// final state, having seen every message the server's log replays.
+func finish(t *testing.T, p *client.Producer, base string, tk *client.Ticket, x *watched) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := p.SendEvent(ctx, tk.JobID, client.NewEvent("completed", map[string]any{"successCount": 1})); err != nil {
+		t.Fatalf("complete %s: %v", tk.JobID, err)
+	}
+	select {
+	case err := <-x.done:
+		if err != nil {
+			t.Fatalf("watcher of %s: %v", tk.JobID, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watcher of %s never saw the end", tk.JobID)
+	}
+	st, err := p.GetJob(ctx, tk.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := x.w.State()
+	if got.Seq != st.Seq || got.Status != st.Status || got.ProcessedCount != st.ProcessedCount {
+		t.Errorf("job %s: watcher ended with seq %d %s processed %d, server has seq %d %s processed %d",
+			tk.JobID, got.Seq, got.Status, got.ProcessedCount, st.Seq, st.Status, st.ProcessedCount)
+	}
+	// A fresh watcher replays the log from seq 0: every error and the
+	// terminal message. The old watcher must have seen each of them.
+	var log []int64
+	w2, err := client.NewWatcher(client.Config{URL: strings.Replace(base, "http", "ws", 1) + "/ws/progress", JobID: tk.JobID, Token: tk.Token,
+		OnMessage: func(e protocol.Envelope) {
+			if e.Type != protocol.TypeJobProgress {
+				log = append(log, e.Seq)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := w2.Run(wctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, s := range x.messageSeqs() {
+		seen[s] = true
+	}
+	for _, s := range log {
+		if !seen[s] {
+			t.Errorf("job %s: the watcher missed message seq %d of the log %v", tk.JobID, s, log)
+		}
+	}
+}
+
+// loadProducer posts events to one job until it fails: started, then
+// progress, with an error event every fifth. It reports the highest seq
+// the server acknowledged, the seqs of acknowledged error events, and how
+// the loop ended.
+type loadProducer struct {
+	mu      sync.Mutex
+	acked   int64
+	errSeqs []int64
+	end     error
+	done    chan struct{}
+}
+
+func (l *loadProducer) ackedSeq() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked
+}
+
+func produce(p *client.Producer, jobID string) *loadProducer {
+	l := &loadProducer{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		ctx := context.Background()
+		for i := 0; ; i++ {
+			ev := client.NewEvent("progress", map[string]any{"processedCount": i})
+			switch {
+			case i == 0:
+				ev = client.NewEvent("started", map[string]any{"totalCount": 100000})
+			case i%5 == 0:
+				ev = client.NewEvent("error", map[string]any{"code": "E_FAULT_TEST", "message": fmt.Sprint("error ", i), "retryable": true})
+			}
+			res, err := p.SendEvent(ctx, jobID, ev)
+			if err != nil {
+				l.mu.Lock()
+				l.end = err
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Lock()
+			l.acked = res.Seq
+			if ev.Type == "error" {
+				l.errSeqs = append(l.errSeqs, res.Seq)
+			}
+			l.mu.Unlock()
+			if i == 2000 { // a bound, should the kill never come
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// TestFaultKillMidLoad kills `jobcast serve` with SIGKILL while producers
+// post events and SDK watchers follow the jobs, and restarts it on the same
+// data dir and address: every acknowledged event is in the job's state and
+// message log, both stores open, DuckDB keeps every event it had flushed
+// before the kill, and the watchers resume and end with the server's final
+// state, having missed nothing.
+func TestFaultKillMidLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{"JOBCAST_API_KEYS": "fault-kill-key-0123456789", "JOBCAST_ADMIN_TOKEN": "fault-kill-admin-0123456789",
+		"JOBCAST_DATA_DIR": dir, "JOBCAST_HEARTBEAT_INTERVAL_MS": "1000", "JOBCAST_THROTTLE_MS": "50"}
+	p1, base := serve(t, "127.0.0.1:0", env)
+	ctx := context.Background()
+	prod := client.NewProducer(base, env["JOBCAST_API_KEYS"])
+	const jobs = 3
+	tickets := make([]*client.Ticket, jobs)
+	watchers := make([]*watched, jobs)
+	for i := range tickets {
+		tk, err := prod.CreateJob(ctx, client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 100000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets[i], watchers[i] = tk, watch(t, tk)
+	}
+	loads := make([]*loadProducer, jobs)
+	for i, tk := range tickets {
+		loads[i] = produce(prod, tk.JobID)
+	}
+	poll(t, "load", 20*time.Second, func() bool {
+		for _, l := range loads {
+			if l.ackedSeq() < 20 {
+				return false
+			}
+		}
+		return true
+	})
+	// What DuckDB holds at the kill: the connects and the first errors
+	// (the recorder flushes every second), and then some.
+	var before float64
+	poll(t, "telemetry to reach DuckDB", 15*time.Second, func() bool {
+		row := adminSQL(t, base, env["JOBCAST_ADMIN_TOKEN"], `SELECT count(*) AS n, count(*) FILTER (WHERE event = 'error') AS errors FROM events`)
+		before, _ = row["n"].(float64)
+		errs, _ := row["errors"].(float64)
+		return errs >= 2*jobs
+	})
+	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p1.wait(t); rc != -1 {
+		t.Fatalf("exit code after SIGKILL = %d", rc)
+	}
+	for _, l := range loads {
+		<-l.done
+		if l.end == nil {
+			t.Fatal("a producer posted 2000 events before the kill; the test is too slow to mean anything")
+		}
+	}
+
+	// Same data dir, same address: the watchers reconnect to it.
+	p2, base2 := serve(t, strings.TrimPrefix(base, "http://"), env)
+	prod2 := client.NewProducer(base2, env["JOBCAST_API_KEYS"])
+	for i, tk := range tickets {
+		st, err := prod2.GetJob(ctx, tk.JobID)
+		if err != nil {
+			t.Fatalf("job %s after the kill: %v", tk.JobID, err)
+		}
+		acked := loads[i].ackedSeq()
+		// The one event in flight at the kill may or may not have
+		// committed; nothing acknowledged may be missing.
+		if st.Seq < acked || st.Seq > acked+1 || st.Status != protocol.StatusRunning {
+			t.Errorf("job %s after the kill: seq %d (%s); the producer had %d acknowledged", tk.JobID, st.Seq, st.Status, acked)
+		}
+		if st.Seq%5 != 1 && st.ProcessedCount != st.Seq-1 { // the last event was a progress
+			t.Errorf("job %s after the kill: processedCount %d at seq %d: state and log disagree", tk.JobID, st.ProcessedCount, st.Seq)
+		}
+		t.Logf("job %s: %d events acknowledged before SIGKILL, seq %d after restart", tk.JobID, acked, st.Seq)
+	}
+	for i, tk := range tickets {
+		finish(t, prod2, base2, tk, watchers[i])
+		seen := map[int64]bool{}
+		for _, s := range watchers[i].messageSeqs() {
+			seen[s] = true
+		}
+		for _, s := range loads[i].errSeqs {
+			if !seen[s] {
+				t.Errorf("job %s: the watcher never got the acknowledged error at seq %d", tk.JobID, s)
+			}
+		}
+		if st := watchers[i].w.Stats(); st.Resumes == 0 {
+			t.Errorf("job %s: the watcher never resumed: %+v", tk.JobID, st)
+		}
+	}
+	// DuckDB opened (the node serves SQL) and kept what it had flushed.
+	after, _ := adminSQL(t, base2, env["JOBCAST_ADMIN_TOKEN"], `SELECT count(*) AS n FROM events`)["n"].(float64)
+	if after < before {
+		t.Errorf("DuckDB held %v events before SIGKILL and %v after the restart", before, after)
+	}
+	t.Logf("telemetry events: %v flushed before SIGKILL, %v after restart (with the restart's own)", before, after)
+	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p2.wait(t); rc != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p2.stderr.String())
+	}
+}
+
+// TestFaultGracefulShutdown sends SIGTERM to `jobcast serve` with watchers
+// connected and a producer posting: every watcher gets close code 1001, the
+// producer sees only 202s, 503s with Retry-After, or a refused connection,
+// the process exits 0, and the disconnects of all watchers are in DuckDB.
+// Restarted, the watchers resume and miss nothing.
+func TestFaultGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{"JOBCAST_API_KEYS": "fault-term-key-0123456789", "JOBCAST_ADMIN_TOKEN": "fault-term-admin-0123456789",
+		"JOBCAST_DATA_DIR": dir, "JOBCAST_THROTTLE_MS": "50"}
+	p1, base := serve(t, "127.0.0.1:0", env)
+	ctx := context.Background()
+	prod := client.NewProducer(base, env["JOBCAST_API_KEYS"])
+	const jobs = 3
+	tickets := make([]*client.Ticket, jobs)
+	watchers := make([]*watched, jobs)
+	for i := range tickets {
+		tk, err := prod.CreateJob(ctx, client.CreateJobRequest{Pipeline: "ai_scan", TotalCount: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("started", map[string]any{"totalCount": 10})); err != nil {
+			t.Fatal(err)
+		}
+		tickets[i], watchers[i] = tk, watch(t, tk)
+	}
+	// A producer posts as fast as it can through the shutdown.
+	type outcome struct{ ok, unavailable, refused int }
+	var out outcome
+	var bad []string
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		hc := &http.Client{Timeout: 5 * time.Second}
+		for i := 1; ; i++ {
+			body := fmt.Sprintf(`{"type":"progress","payload":{"processedCount":%d}}`, i%10)
+			req, _ := http.NewRequest("POST", base+"/v1/jobs/"+tickets[0].JobID+"/events", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+env["JOBCAST_API_KEYS"])
+			resp, err := hc.Do(req)
+			if err != nil {
+				var op *net.OpError
+				if errors.As(err, &op) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset") {
+					out.refused++
+					if out.refused > 3 {
+						return
+					}
+					continue
+				}
+				bad = append(bad, err.Error())
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusAccepted:
+				out.ok++
+			case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+				out.unavailable++
+			default:
+				bad = append(bad, fmt.Sprintf("%d Retry-After=%q", resp.StatusCode, resp.Header.Get("Retry-After")))
+			}
+		}
+	}()
+	poll(t, "the producer to post", 10*time.Second, func() bool {
+		st, err := prod.GetJob(ctx, tickets[0].JobID)
+		return err == nil && st.Seq > 5
+	})
+	if err := p1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p1.wait(t); rc != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p1.stderr.String())
+	}
+	<-stopped
+	if len(bad) > 0 {
+		t.Errorf("the producer got, during the shutdown: %v", bad)
+	}
+	t.Logf("producer during SIGTERM: %d accepted, %d × 503 with Retry-After, then the connection refused", out.ok, out.unavailable)
+	for i, x := range watchers {
+		poll(t, "the watcher to see the close", 10*time.Second, func() bool { return len(x.closeCodes()) > 0 })
+		if codes := x.closeCodes(); codes[0] != protocol.CloseGoingAway {
+			t.Errorf("watcher %d: close codes %v, want %d first", i, codes, protocol.CloseGoingAway)
+		}
+	}
+	// The shutdown flushed the disconnects; read the file directly while
+	// no process holds it.
+	store, err := duckdb.Open(ctx, filepath.Join(dir, "telemetry.duckdb"), duckdb.Options{})
+	if err != nil {
+		t.Fatalf("DuckDB after SIGTERM: %v", err)
+	}
+	rows, err := store.Query(ctx, `SELECT count(*) FROM events WHERE event = 'disconnected' AND close_code = 1001`)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rows.Rows[0][0].(int64); n != jobs {
+		t.Errorf("disconnected events with close code 1001 in DuckDB: %d, want %d", n, jobs)
+	}
+
+	p2, base2 := serve(t, strings.TrimPrefix(base, "http://"), env)
+	prod2 := client.NewProducer(base2, env["JOBCAST_API_KEYS"])
+	for i, tk := range tickets {
+		finish(t, prod2, base2, tk, watchers[i])
+	}
+	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p2.wait(t); rc != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", rc, p2.stderr.String())
+	}
+}
+
+// TestFaultUnusableDataDir starts `jobcast serve` on data dirs it cannot use
+// (running as root, chmod would not stop it, so the obstacles are ones root
+// meets too): it exits 1 with a message naming the problem, never a panic.
+func TestFaultUnusableDataDir(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir, want string
+	}{
+		{"data dir below a file", filepath.Join(file, "data"), "data dir " + filepath.Join(file, "data") + ": mkdir " + file + ": not a directory"},
+		{"data dir is a file", file, "not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProc(t, []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", tt.dir}, map[string]string{"JOBCAST_API_KEYS": "fault-dir-key-0123456789"})
+			rc := p.wait(t)
+			stderr := p.stderr.String()
+			if rc != 1 || !strings.Contains(stderr, tt.want) || strings.Contains(stderr, "panic") || strings.Contains(p.stdout.String(), "serving on") {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", rc, stderr, tt.want)
+			}
+			t.Logf("stderr: %s", firstLine(stderr))
+		})
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
