@@ -155,9 +155,41 @@ func headerOrQuery(r *http.Request, header, query string) string {
 
 func clip(s string) string {
 	if len(s) > 128 {
-		return s[:128]
+		s = s[:128]
 	}
-	return s
+	return contextStrings.intern(s)
+}
+
+// contextStrings holds one copy of each client context value (app and OS
+// versions, device models: a few hundred distinct values for any number of
+// connections). A connection that kept the header's own string would keep
+// the request's whole header block alive, ≈ 300 bytes per idle connection.
+var contextStrings = interner{m: make(map[string]string)}
+
+// interner returns a shared copy of a string, or a private copy once it
+// holds maxInterned values (so that a client inventing values cannot grow
+// it without bound).
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxInterned = 4096
+
+func (in *interner) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if len(in.m) < maxInterned {
+		in.m[v] = v
+	}
+	return v
 }
 
 // parseHandshake reads token, job id, resume point and client context from
