@@ -7,7 +7,8 @@
 #
 # Environment: JOBCAST_BIN (a built jobcast; default: go build one),
 # OUT (report directory, default $TMPDIR/jobcast-bench-load), RATE (fan-out events/s per
-# job at saturation, default 6).
+# job at saturation, default 6), PRODUCERS (concurrent producer senders of the
+# throttled scenario, default 128: fewer cannot post 40,000 events/s here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,7 +90,7 @@ scenario() {
 		;;
 	throttled) # target 3: 2,000 jobs at 20 updates/s, delivered at 2/s per job
 		start_server "throttle: 500ms"
-		loadgen throttled -conns 2000 -connect-rate 2000 -duration 20s -rate 20 -batch-interval 1s -producers 32
+		loadgen throttled -conns 2000 -connect-rate 2000 -duration 20s -rate 20 -batch-interval 1s -producers "${PRODUCERS:-128}"
 		;;
 	churn) # target 4: new authenticated connections, sustained 30 s
 		start_server ""
