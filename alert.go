@@ -104,6 +104,15 @@ type NotifiedAlert struct {
 	Value       float64           `json:"value"`
 }
 
+// Leader says whether this node is the one that evaluates the alert rules
+// and sends notifications. In a cluster every node shares the alert store
+// and the telemetry, and only the lease holder (nats.Lease) may act on
+// them, or each alert would be sent once per node. A nil Leader (embedded
+// mode) always leads.
+type Leader interface {
+	IsLeader() bool
+}
+
 // AlertStore persists the alerting state that must survive a restart:
 // alert instances (so a restart neither re-notifies nor forgets a firing
 // alert), silences, the notification history, and the rules set through

@@ -51,6 +51,9 @@ type Options struct {
 	// HTTPClient sends webhook notifications (default: a client of its
 	// own; timeouts come from each receiver's Timeout).
 	HTTPClient *http.Client
+	// Leader, in a cluster, says whether this node evaluates and notifies
+	// (leader.go); nil always does.
+	Leader jobcast.Leader
 }
 
 // Service evaluates the rules and notifies the receivers. It has the
@@ -79,6 +82,9 @@ type Service struct {
 	stopped     bool
 	interval    time.Duration
 	workersDone sync.WaitGroup
+	// leading and apiDoc are the cluster state of leader.go, under evalMu.
+	leading bool
+	apiDoc  string
 }
 
 // RuleHealth is how a rule's last evaluation went.
@@ -296,11 +302,14 @@ func (s *Service) Evaluate(ctx context.Context) {
 	defer s.evalMu.Unlock()
 	s.maybeReload()
 	s.mu.Lock()
-	cc, stopped := s.cc, s.stopped
+	stopped := s.stopped
 	s.mu.Unlock()
-	if stopped {
+	if stopped || !s.lead(ctx) {
 		return
 	}
+	s.mu.Lock()
+	cc := s.cc
+	s.mu.Unlock()
 	now := s.clock.Now()
 	results := make([][]sample, len(cc.rules))
 	errs := make([]error, len(cc.rules))
@@ -361,6 +370,9 @@ func (s *Service) Evaluate(ctx context.Context) {
 	}
 	s.mu.Unlock()
 
+	if !s.stillLeading() {
+		return
+	}
 	if err := s.store.SaveAlerts(ctx, put, deleted); err != nil {
 		s.log.Error("alerting: saving alert state failed", "err", err)
 	}

@@ -1,0 +1,4 @@
+package nats
+
+// RenewLease runs one campaign round of l, as its timer does.
+var RenewLease = (*Lease).renew
