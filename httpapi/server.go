@@ -356,10 +356,17 @@ func (a *API) catalog() map[string]jobcast.CatalogEntry {
 }
 
 // fail answers err; internal errors are logged (their text never reaches
-// the caller).
+// the caller), and so are unavailable ones, which carry the cause (a full
+// disk) for the operator and get a Retry-After for the producer.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if jobcast.ErrorCode(err) == protocol.ErrInternal {
+	switch jobcast.ErrorCode(err) {
+	case protocol.ErrInternal:
 		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case protocol.ErrUnavailable:
+		a.opt.Log.Error("request failed: unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
 	}
 	httputil.WriteError(w, 0, err)
 }

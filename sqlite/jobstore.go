@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -158,16 +161,36 @@ func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int6
 func (s *JobStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return storageError(fmt.Errorf("begin: %w", err))
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return storageError(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return storageError(fmt.Errorf("commit: %w", err))
 	}
 	return nil
+}
+
+// errStorage is what a producer is told when the data dir refuses a write:
+// a condition the operator fixes (space, permissions) and the producer
+// outlives by retrying, so E_UNAVAILABLE (503) rather than E_INTERNAL.
+var errStorage = jobcast.Errorf(protocol.ErrUnavailable, "the job store cannot write right now; retry shortly")
+
+// storageError marks err, when SQLite failed because the disk is full, the
+// file is read-only or the file system failed, with errStorage. The SQLite
+// text stays in the chain for the server's log.
+func storageError(err error) error {
+	var se *sqlitedrv.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+		return fmt.Errorf("%w: %w", errStorage, err)
+	}
+	return err
 }
 
 // Messages implements jobcast.JobStore.

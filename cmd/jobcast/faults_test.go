@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/duckdb"
 	"github.com/jobcast/jobcast/protocol"
@@ -559,4 +561,135 @@ func TestFaultUnusableDataDir(t *testing.T) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// TestFaultDiskFull runs `jobcast serve` on a data dir in a small tmpfs and
+// fills it while a job is followed (root is not stopped by chmod, but a full
+// file system stops everyone). Producers get 503 E_UNAVAILABLE with
+// Retry-After, the log names the cause, connected clients stay connected,
+// failed telemetry writes are counted on /metrics, and once space is freed
+// producers, delivery and telemetry work again with nothing acknowledged
+// lost.
+func TestFaultDiskFull(t *testing.T) {
+	t.Parallel()
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	env := map[string]string{"JOBCAST_API_KEYS": "fault-full-key-0123456789", "JOBCAST_ADMIN_TOKEN": "fault-full-admin-0123456789",
+		"JOBCAST_DATA_DIR": filepath.Join(mnt, "data"), "JOBCAST_THROTTLE_MS": "50"}
+	p1, base := serve(t, "127.0.0.1:0", env)
+	ctx := context.Background()
+	prod := client.NewProducer(base, env["JOBCAST_API_KEYS"])
+	tk, err := prod.CreateJob(ctx, client.CreateJobRequest{Pipeline: "csv_import", TotalCount: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := watch(t, tk)
+	if _, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("started", nil)); err != nil {
+		t.Fatal(err)
+	}
+	telemetry := func() map[string]float64 {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+env["JOBCAST_ADMIN_TOKEN"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out := map[string]float64{}
+		for _, l := range strings.Split(string(b), "\n") {
+			var v float64
+			name, val, ok := strings.Cut(l, " ")
+			if ok && strings.HasPrefix(name, "jobcast_telemetry") {
+				fmt.Sscan(val, &v)
+				out[strings.TrimPrefix(name, "jobcast_telemetry_")] = v
+			}
+		}
+		return out
+	}
+
+	filler := filepath.Join(mnt, "filler")
+	fill(t, filler)
+	// Producers: a few events may still fit in pages SQLite holds; then
+	// every one is refused with 503 and Retry-After, never a 500.
+	var accepted, refused int
+	for refused < 5 {
+		_, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("error", map[string]any{"code": "E_FULL_TEST", "message": strings.Repeat("x", 1000)}))
+		var ae *client.APIError
+		switch {
+		case err == nil:
+			accepted++
+			if accepted > 1000 {
+				t.Fatal("1000 events fit on a full file system")
+			}
+		case errors.As(err, &ae) && ae.Status == 503 && ae.Code == protocol.ErrUnavailable && ae.RetryAfter > 0:
+			refused++
+		default:
+			t.Fatalf("producer on a full disk: %v (%+v)", err, ae)
+		}
+	}
+	if !strings.Contains(p1.stderr.String(), "database or disk is full") {
+		t.Errorf("the log does not say the disk is full:\n%s", p1.stderr.String())
+	}
+	// Telemetry: failed handshakes make events the full store cannot
+	// take; the failures are counted, delivery does not wait for them.
+	poll(t, "a failed telemetry write on /metrics", 20*time.Second, func() bool {
+		for range 50 {
+			if _, resp, err := websocket.DefaultDialer.Dial(tk.WebsocketURL+"&token=garbage", nil); err == nil {
+				t.Fatal("garbage token accepted")
+			} else if resp != nil {
+				resp.Body.Close()
+			}
+		}
+		return telemetry()["write_errors_total"] > 0
+	})
+	m := telemetry()
+	t.Logf("full: %d events accepted, then refused with 503; telemetry %v", accepted, m)
+	if st := x.w.Stats(); st.Failures > 0 {
+		t.Errorf("the watcher lost its connection while the disk was full: %+v", st)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "a producer to be accepted again", 10*time.Second, func() bool {
+		_, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("progress", map[string]any{"processedCount": 50}))
+		return err == nil
+	})
+	finish(t, prod, base, tk, x)
+	poll(t, "telemetry to be written again", 20*time.Second, func() bool {
+		return telemetry()["events_total{outcome=\"written\"}"] > m["events_total{outcome=\"written\"}"]
+	})
+	t.Logf("after freeing: telemetry %v", telemetry())
+	if err := p1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p1.wait(t); rc != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p1.stderr.String())
+	}
+}
+
+// fill writes path until the file system is full, down to its last bytes.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for _, n := range []int{1 << 20, 64 << 10, 4 << 10, 512, 1} {
+		for {
+			if _, err := f.Write(chunk[:n]); err != nil {
+				break
+			}
+		}
+	}
 }
