@@ -44,6 +44,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
+		// SQLite in WAL mode writes beside the file even to read; on a
+		// read-only data dir it says only "unable to open database
+		// file (14)", so find out first and say what is wrong.
+		probe, err := os.CreateTemp(dir, ".jobcast-write-probe-*")
+		if err != nil {
+			return nil, fmt.Errorf("data dir %s is not writable: %w", dir, err)
+		}
+		probe.Close()
+		os.Remove(probe.Name())
 	}
 	dsn := func(extra string) string {
 		q := url.Values{}

@@ -569,7 +569,8 @@ func firstLine(s string) string {
 // Retry-After, the log names the cause, connected clients stay connected,
 // failed telemetry writes are counted on /metrics, and once space is freed
 // producers, delivery and telemetry work again with nothing acknowledged
-// lost.
+// lost. Then the tmpfs is remounted read-only: serve refuses to start with
+// a message naming it, and starts again once it is writable.
 func TestFaultDiskFull(t *testing.T) {
 	t.Parallel()
 	mnt := filepath.Join(t.TempDir(), "mnt")
@@ -673,6 +674,31 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 	if rc := p1.wait(t); rc != 0 {
 		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p1.stderr.String())
+	}
+
+	// The same data dir made read-only: serve refuses to start and says
+	// why; writable again, it starts and has the job.
+	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v %s", err, out)
+	}
+	ro := startProc(t, []string{"serve", "-addr", "127.0.0.1:0"}, env)
+	if rc := ro.wait(t); rc != 1 || !strings.Contains(ro.stderr.String(), "is not writable") ||
+		!strings.Contains(ro.stderr.String(), "read-only file system") || strings.Contains(ro.stderr.String(), "panic") {
+		t.Errorf("serve on a read-only data dir: exit %d, stderr:\n%s", rc, ro.stderr.String())
+	}
+	t.Logf("read-only data dir: %s", firstLine(ro.stderr.String()))
+	if out, err := exec.Command("mount", "-o", "remount,rw", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-write: %v %s", err, out)
+	}
+	p2, base2 := serve(t, "127.0.0.1:0", env)
+	if st, err := client.NewProducer(base2, env["JOBCAST_API_KEYS"]).GetJob(ctx, tk.JobID); err != nil || st.Status != protocol.StatusCompleted {
+		t.Errorf("the job after the read-only episode: %+v %v", st, err)
+	}
+	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := p2.wait(t); rc != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p2.stderr.String())
 	}
 }
 
