@@ -23,7 +23,6 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/alerting"
 	"github.com/jobcast/jobcast/metrics"
-	"github.com/jobcast/jobcast/sqlite"
 )
 
 // alertSettings are the alerting parts of serve's configuration: the rules
@@ -437,19 +436,19 @@ func withAlerts(as alertSettings) nodeOption {
 
 // startAlerting opens the alert store (tables in the node's jobcast.db) and
 // the alerting service; the caller starts it once the node serves.
-func startAlerting(ctx context.Context, cfg jobcast.Config, opts []nodeOption, events jobcast.TelemetryStore, lib *metrics.Library, clock jobcast.Clock, log *slog.Logger) (*alerting.Service, *sqlite.AlertStore, error) {
+func startAlerting(ctx context.Context, cfg jobcast.Config, opts []nodeOption, eng *jobEngines, leader jobcast.Leader, events jobcast.TelemetryStore, lib *metrics.Library, clock jobcast.Clock, log *slog.Logger) (*alerting.Service, jobcast.AlertStore, error) {
 	var o nodeOptions
 	o.alerts.overlay.DashboardURL = dashboardBase(cfg)
 	for _, f := range opts {
 		f(&o)
 	}
-	store, err := sqlite.OpenAlertStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	store, err := eng.openAlertStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("alert store: %w", err)
 	}
 	svc, err := alerting.New(ctx, alerting.Options{
 		Config: o.alerts.overlay, File: o.alerts.file, Store: store,
-		Metrics: lib, Telemetry: events, Clock: clock, Log: log,
+		Metrics: lib, Telemetry: events, Clock: clock, Log: log, Leader: leader,
 	})
 	if err != nil {
 		store.Close()

@@ -47,11 +47,47 @@ func checkCluster(cfg jobcast.Config) error {
 }
 
 // jobEngines are the job store and the broker, and what closes what they
-// share (a NATS connection) after the store is closed.
+// share (a NATS connection) after the store is closed. nc is that
+// connection in cluster mode (nil embedded): the experiment and alert
+// stores and the alert lease use it too.
 type jobEngines struct {
 	store  jobcast.JobStore
 	broker jobcast.Broker
 	close  func()
+	nc     *natsgo.Conn
+}
+
+// experimentStore is an experiment store the node closes.
+type experimentStore interface {
+	jobcast.ExperimentStore
+	Close() error
+}
+
+// openExperimentStore opens the experiments beside the job store: in the
+// data dir's SQLite file, or in NATS KV, where every node sees them.
+func (e *jobEngines) openExperimentStore(ctx context.Context, cfg jobcast.Config) (experimentStore, error) {
+	if e.nc == nil {
+		return sqlite.OpenExperimentStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	}
+	return nats.NewExperimentStore(ctx, e.nc, nats.KVConfig{})
+}
+
+// openAlertStore opens the alert state beside the job store: SQLite, or
+// NATS KV shared by every node.
+func (e *jobEngines) openAlertStore(ctx context.Context, cfg jobcast.Config) (jobcast.AlertStore, error) {
+	if e.nc == nil {
+		return sqlite.OpenAlertStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	}
+	return nats.NewAlertStore(ctx, e.nc, nats.KVConfig{})
+}
+
+// alertLease returns the lease that makes one cluster node the alert
+// evaluator, not yet started; nil embedded, where the node always leads.
+func (e *jobEngines) alertLease(ctx context.Context, cfg jobcast.Config, clock jobcast.Clock, log *slog.Logger) (*nats.Lease, error) {
+	if e.nc == nil {
+		return nil, nil
+	}
+	return nats.NewLease(ctx, e.nc, nats.LeaseConfig{Name: "alerting", Holder: cfg.NodeID, Clock: clock, Log: log})
 }
 
 // openJobEngines opens SQLite and the in-process broker, or NATS.
@@ -94,7 +130,7 @@ func openJobEngines(ctx context.Context, cfg jobcast.Config, urls engineURLs, lo
 		nc.Close()
 		return nil, err
 	}
-	return &jobEngines{store: store, broker: nats.NewBroker(nc, "", log), close: nc.Close}, nil
+	return &jobEngines{store: store, broker: nats.NewBroker(nc, "", log), close: nc.Close, nc: nc}, nil
 }
 
 // openTelemetry opens DuckDB in the data dir, or ClickHouse.

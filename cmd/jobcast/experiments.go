@@ -20,7 +20,6 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/experiment"
 	"github.com/jobcast/jobcast/internal/httputil"
-	"github.com/jobcast/jobcast/sqlite"
 )
 
 const experimentsUsage = `Usage:
@@ -232,8 +231,8 @@ const experimentsFileName = "experiments.yaml"
 
 // startExperiments opens the experiment store (tables in the node's
 // jobcast.db), starts the service and applies the experiments file.
-func startExperiments(ctx context.Context, cfg jobcast.Config, events jobcast.TelemetryStore, clock jobcast.Clock, log *slog.Logger) (*experiment.Service, *sqlite.ExperimentStore, error) {
-	store, err := sqlite.OpenExperimentStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+func startExperiments(ctx context.Context, cfg jobcast.Config, eng *jobEngines, events jobcast.TelemetryStore, clock jobcast.Clock, log *slog.Logger) (*experiment.Service, experimentStore, error) {
+	store, err := eng.openExperimentStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("experiment store: %w", err)
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/metrics"
+	"github.com/jobcast/jobcast/nats"
 	"github.com/jobcast/jobcast/promexport"
-	"github.com/jobcast/jobcast/sqlite"
 	"github.com/jobcast/jobcast/telemetry"
 )
 
@@ -42,15 +42,21 @@ type node struct {
 	evRetain  *telemetry.Retention
 	// alerts evaluates the alert rules; alertStore persists its state.
 	alerts     *alerting.Service
-	alertStore *sqlite.AlertStore
+	alertStore jobcast.AlertStore
+	// alertLease elects the one node that evaluates alerts (cluster mode;
+	// nil embedded).
+	alertLease *nats.Lease
 	// experiments assigns experiment values to connections; expStore
 	// persists experiments and assignments.
 	experiments *experiment.Service
-	expStore    *sqlite.ExperimentStore
+	expStore    experimentStore
 	expRetain   *experiment.Retention
-	srv         *http.Server
-	ln          net.Listener
-	serveErr    chan error
+	// stopExpWatch ends the reloads on other nodes' experiment changes
+	// (cluster mode; nil embedded).
+	stopExpWatch func()
+	srv          *http.Server
+	ln           net.Listener
+	serveErr     chan error
 	// APIKey is the key generated on first start ("" if none was generated).
 	APIKey string
 
@@ -143,13 +149,25 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	catalog := jobcast.NewCatalog(cfg.Errors)
 	broker := engines.broker
 	svc := jobs.New(store, broker, catalog, clock, log)
-	n.experiments, n.expStore, err = startExperiments(ctx, cfg, events, clock, log)
+	n.experiments, n.expStore, err = startExperiments(ctx, cfg, engines, events, clock, log)
 	if err != nil {
 		n.closeStores(context.Background())
 		return nil, err
 	}
 	n.expRetain = experiment.NewRetention(n.expStore, clock, log, 2*cfg.JobRetention)
 	n.expRetain.Start()
+	if st, ok := n.expStore.(*nats.ExperimentStore); ok {
+		// Experiments changed through another node apply here too.
+		n.stopExpWatch, err = st.Watch(context.Background(), func(ctx context.Context) {
+			if err := n.experiments.Reload(ctx); err != nil {
+				log.Warn("experiments not reloaded after a change on another node", "err", err)
+			}
+		})
+		if err != nil {
+			n.closeStores(context.Background())
+			return nil, err
+		}
+	}
 	n.hub = hub.New(hub.Options{
 		Config: cfg, Store: store, Broker: broker, Tokens: tokens,
 		Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID,
@@ -165,7 +183,16 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("GraphQL schema: %w", err)
 	}
-	n.alerts, n.alertStore, err = startAlerting(ctx, cfg, opts, events, metricsLib, clock, log)
+	var leader jobcast.Leader
+	n.alertLease, err = engines.alertLease(ctx, cfg, clock, log)
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, err
+	}
+	if n.alertLease != nil {
+		leader = n.alertLease
+	}
+	n.alerts, n.alertStore, err = startAlerting(ctx, cfg, opts, engines, leader, events, metricsLib, clock, log)
 	if err != nil {
 		n.closeStores(context.Background())
 		return nil, err
@@ -212,6 +239,9 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	// Shutdown waits for handlers; the dashboard's live streams end here.
 	n.srv.RegisterOnShutdown(dash.Close)
 	go func() { n.serveErr <- n.srv.Serve(ln) }()
+	if n.alertLease != nil {
+		n.alertLease.Start()
+	}
 	n.alerts.Start()
 	n.cfg = cfg
 	return n, nil
@@ -258,9 +288,15 @@ func (n *node) closeStores(ctx context.Context) error {
 	var errs []error
 	if n.alerts != nil {
 		n.alerts.Stop() // before the stores its evaluations read and write
+		if n.alertLease != nil {
+			n.alertLease.Stop() // after the last evaluation: the next leader starts clean
+		}
 		if err := n.alertStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close alert store: %w", err))
 		}
+	}
+	if n.stopExpWatch != nil {
+		n.stopExpWatch()
 	}
 	if n.expStore != nil {
 		n.expRetain.Stop()
