@@ -235,6 +235,7 @@ func finish(t *testing.T, p *client.Producer, base string, tk *client.Ticket, x 
 	// terminal message. The old watcher must have seen each of them.
 	var log []int64
 	w2, err := client.NewWatcher(client.Config{URL: strings.Replace(base, "http", "ws", 1) + "/ws/progress", JobID: tk.JobID, Token: tk.Token,
+		TokenIn: "query", // the riskiest place for a token: it must not reach the log
 		OnMessage: func(e protocol.Envelope) {
 			if e.Type != protocol.TypeJobProgress {
 				log = append(log, e.Seq)
@@ -257,6 +258,28 @@ func finish(t *testing.T, p *client.Producer, base string, tk *client.Ticket, x 
 			t.Errorf("job %s: the watcher missed message seq %d of the log %v", tk.JobID, s, log)
 		}
 	}
+}
+
+// noSecrets fails the test if a secret appears in the process's output
+// (the log runs at debug level in these tests): not the API key, the
+// admin token, or a client token, wherever it travelled.
+func noSecrets(t *testing.T, p *proc, secrets ...string) {
+	t.Helper()
+	out := p.stdout.String() + p.stderr.String()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(out, s) {
+			t.Errorf("a secret (%.6s…) is in the server's output", s)
+		}
+	}
+}
+
+// tokens returns the client tokens of tickets.
+func tokens(tickets []*client.Ticket) []string {
+	var out []string
+	for _, tk := range tickets {
+		out = append(out, tk.Token)
+	}
+	return out
 }
 
 // loadProducer posts events to one job until it fails: started, then
@@ -316,12 +339,12 @@ func produce(p *client.Producer, jobID string) *loadProducer {
 // data dir and address: every acknowledged event is in the job's state and
 // message log, both stores open, DuckDB keeps every event it had flushed
 // before the kill, and the watchers resume and end with the server's final
-// state, having missed nothing.
+// state, having missed nothing. No key or token reaches the debug log.
 func TestFaultKillMidLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	env := map[string]string{"JOBCAST_API_KEYS": "fault-kill-key-0123456789", "JOBCAST_ADMIN_TOKEN": "fault-kill-admin-0123456789",
-		"JOBCAST_DATA_DIR": dir, "JOBCAST_HEARTBEAT_INTERVAL_MS": "1000", "JOBCAST_THROTTLE_MS": "50"}
+		"JOBCAST_DATA_DIR": dir, "JOBCAST_HEARTBEAT_INTERVAL_MS": "1000", "JOBCAST_THROTTLE_MS": "50", "JOBCAST_LOG_LEVEL": "debug"}
 	p1, base := serve(t, "127.0.0.1:0", env)
 	ctx := context.Background()
 	prod := client.NewProducer(base, env["JOBCAST_API_KEYS"])
@@ -415,18 +438,22 @@ func TestFaultKillMidLoad(t *testing.T) {
 	if rc := p2.wait(t); rc != 0 {
 		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", rc, p2.stderr.String())
 	}
+	for _, p := range []*proc{p1, p2} {
+		noSecrets(t, p, append(tokens(tickets), env["JOBCAST_API_KEYS"], env["JOBCAST_ADMIN_TOKEN"])...)
+	}
 }
 
 // TestFaultGracefulShutdown sends SIGTERM to `jobcast serve` with watchers
 // connected and a producer posting: every watcher gets close code 1001, the
 // producer sees only 202s, 503s with Retry-After, or a refused connection,
 // the process exits 0, and the disconnects of all watchers are in DuckDB.
-// Restarted, the watchers resume and miss nothing.
+// Restarted, the watchers resume and miss nothing. No key or token reaches
+// the debug log.
 func TestFaultGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	env := map[string]string{"JOBCAST_API_KEYS": "fault-term-key-0123456789", "JOBCAST_ADMIN_TOKEN": "fault-term-admin-0123456789",
-		"JOBCAST_DATA_DIR": dir, "JOBCAST_THROTTLE_MS": "50"}
+		"JOBCAST_DATA_DIR": dir, "JOBCAST_THROTTLE_MS": "50", "JOBCAST_LOG_LEVEL": "debug"}
 	p1, base := serve(t, "127.0.0.1:0", env)
 	ctx := context.Background()
 	prod := client.NewProducer(base, env["JOBCAST_API_KEYS"])
@@ -526,6 +553,9 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	}
 	if rc := p2.wait(t); rc != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", rc, p2.stderr.String())
+	}
+	for _, p := range []*proc{p1, p2} {
+		noSecrets(t, p, append(tokens(tickets), env["JOBCAST_API_KEYS"], env["JOBCAST_ADMIN_TOKEN"])...)
 	}
 }
 
