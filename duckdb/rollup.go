@@ -24,7 +24,8 @@ const day = 24 * time.Hour
 // per-day dense job numbers, RTT values as they were written.
 //
 //   - rollup_days: the days whose rollups are complete, with the number of
-//     distinct jobs of the day (the largest job number in rollup_jobs).
+//     distinct jobs of the day (the largest job number in rollup_jobs) and
+//     the smallest and largest job_key of the day (lo_key, hi_key).
 //   - rollup_state: one row: gen, incremented in every transaction that
 //     adds or removes a day, so that a reader can tell that rollup_days did
 //     not change between two statements; and the rollupVersion that built
@@ -33,12 +34,20 @@ const day = 24 * time.Hour
 //     w_token_expired = the same over reason = 'token_expired', and Σ(x·w)
 //     of each numeric column a metric sums.
 //   - rollup_jobs: per day, dimensions and job (job_id <> ”), the job's
-//     number within the day (1…jobs, dense), its key across days (job_key
-//     = jobKey, a 64-bit hash of job_id) and whether it had an error or
+//     number within the day (1…jobs, dense), its number across days
+//     (job_key, from rollup_job_ids) and whether it had an error or
 //     connect_failed event (errored) and a connected or reconnected one.
-//     The dense numbers count one day's jobs as a bitstring; the keys count
-//     the distinct jobs of several days (and of events at a window's edges,
-//     hashed the same way) as a union.
+//     The per-day numbers count one day's jobs as a bitstring of jobs bits;
+//     the job keys count the distinct jobs of several days (and of the
+//     events at a window's edges, looked up in rollup_job_ids) as a
+//     bitstring from the smallest to the largest key of those days
+//     (rollup_days' lo_key and hi_key): exact, without hashing job ids.
+//   - rollup_job_ids: job_id → job_key, one row per job of a rolled-up day,
+//     numbered in the order builds first see them (dense but for the jobs
+//     retention removed). A build adds its day's new jobs (builds are
+//     serialized by Store.rmu); DeleteBefore removes the jobs no
+//     rollup_jobs row refers to any more. Its numbers are never reused
+//     while a row refers to them, so a job has one key in every day.
 //   - rollup_rtt_bins: per day, dimensions and RTT bin (CAST(sqrt(rtt_ms) *
 //     16 AS BIGINT), rtt_ms < 0 as 0), Σw of the heartbeats in it.
 //   - rollup_rtt: per day, bin, dimensions and exact rtt_ms value, Σw of
@@ -68,9 +77,11 @@ var rollupSchema = []string{
 		throttled_count BIGINT NOT NULL, progress_sent BIGINT NOT NULL, messages_sent BIGINT NOT NULL, bytes_sent BIGINT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS rollup_jobs (day TIMESTAMP NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
-		job INTEGER NOT NULL, errored BOOLEAN NOT NULL, connected BOOLEAN NOT NULL, job_key UBIGINT)`,
-	`ALTER TABLE rollup_jobs ADD COLUMN IF NOT EXISTS job_key UBIGINT`,
-	`ALTER TABLE rollup_state ADD COLUMN IF NOT EXISTS key_probe UBIGINT DEFAULT 0`,
+		job INTEGER NOT NULL, errored BOOLEAN NOT NULL, connected BOOLEAN NOT NULL)`,
+	`ALTER TABLE rollup_jobs ADD COLUMN IF NOT EXISTS job_key BIGINT`,
+	`ALTER TABLE rollup_days ADD COLUMN IF NOT EXISTS lo_key BIGINT`,
+	`ALTER TABLE rollup_days ADD COLUMN IF NOT EXISTS hi_key BIGINT`,
+	`CREATE TABLE IF NOT EXISTS rollup_job_ids (job_id VARCHAR NOT NULL, job_key BIGINT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS rollup_rtt_bins (day TIMESTAMP NOT NULL,
 		pipeline VARCHAR NOT NULL, app_version VARCHAR NOT NULL, os_version VARCHAR NOT NULL, network_type VARCHAR NOT NULL,
 		bin SMALLINT NOT NULL, w BIGINT NOT NULL)`,
@@ -86,32 +97,18 @@ var rollupSchema = []string{
 // rollupVersion names what buildDay computes. Open drops the rollups of a
 // file built by another version (they are derived data: the retention sweep
 // builds them again), so changing buildDay or the tables' meaning needs
-// only this number changed. Version 2 added rollup_jobs.job_key.
-const rollupVersion = 2
-
-// jobKey is a job's key in rollup_jobs.job_key: DuckDB's 64-bit hash of
-// job_id. The metrics library hashes the job_ids of events at a window's
-// edges with the same expression and counts distinct keys over both, so
-// the two must stay identical (metrics' duckDB.jobKey). Two jobs share a
-// key with probability about n²/2⁶⁵ for n distinct jobs in a window: 3·10⁻⁸
-// for a million, so a distinct count over rollups is exact but for that.
-// DuckDB does not promise hash() stays the same across its versions, so the
-// file remembers hash(keyProbe) (rollup_state.key_probe) and Open drops the
-// rollups when the running DuckDB hashes it otherwise.
-const jobKey = "hash(job_id)"
-
-// keyProbe is the string whose hash checks that jobKey is unchanged.
-const keyProbe = "jobcast rollup job key"
+// only this number changed. Version 3 added rollup_job_ids, job_key and
+// the days' key ranges.
+const rollupVersion = 3
 
 // migrateRollups drops every rollup when the file's were built by another
-// rollupVersion, or with another jobKey hash.
+// rollupVersion.
 func (s *Store) migrateRollups(ctx context.Context) error {
 	var v int64
-	var same bool
-	if err := s.db.QueryRowContext(ctx, `SELECT version, coalesce(key_probe = hash('`+keyProbe+`'), false) FROM rollup_state`).Scan(&v, &same); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT version FROM rollup_state`).Scan(&v); err != nil {
 		return fmt.Errorf("read rollup version: %w", err)
 	}
-	if v == rollupVersion && same {
+	if v == rollupVersion {
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -119,12 +116,12 @@ func (s *Store) migrateRollups(ctx context.Context) error {
 		return fmt.Errorf("drop rollups of version %d: %w", v, err)
 	}
 	defer tx.Rollback()
-	for _, t := range rollupTables {
+	for _, t := range append(slices.Clone(rollupTables), "rollup_job_ids") {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 			return fmt.Errorf("drop rollups of version %d: %w", v, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE rollup_state SET gen = gen + 1, version = ?, key_probe = hash('"+keyProbe+"')", rollupVersion); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE rollup_state SET gen = gen + 1, version = ?", rollupVersion); err != nil {
 		return fmt.Errorf("drop rollups of version %d: %w", v, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -153,14 +150,17 @@ var buildDay = []string{
 		CAST(sum(messages_sent * sample_interval) AS BIGINT), CAST(sum(bytes_sent * sample_interval) AS BIGINT)
 	FROM events WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2)
 	GROUP BY event, pipeline, app_version, os_version, network_type`,
+	`INSERT INTO rollup_job_ids SELECT job_id, (SELECT coalesce(max(job_key), 0) FROM rollup_job_ids) + row_number() OVER (ORDER BY job_id)
+	FROM (SELECT DISTINCT job_id FROM events WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2) AND job_id <> '') AS j
+	WHERE NOT EXISTS (SELECT 1 FROM rollup_job_ids AS d WHERE d.job_id = j.job_id)`,
 	`INSERT INTO rollup_jobs (day, pipeline, app_version, os_version, network_type, job, errored, connected, job_key)
 	SELECT make_timestamp($1), pipeline, app_version, os_version, network_type,
-		CAST(dense_rank() OVER (ORDER BY job_id) AS INTEGER), errored, connected, ` + jobKey + `
+		CAST(dense_rank() OVER (ORDER BY job_id) AS INTEGER), errored, connected, job_key
 	FROM (SELECT pipeline, app_version, os_version, network_type, job_id,
 		bool_or(list_contains(['` + jobcast.EventError + `', '` + jobcast.EventConnectFailed + `'], event)) AS errored,
 		bool_or(list_contains(['` + jobcast.EventConnected + `', '` + jobcast.EventReconnected + `'], event)) AS connected
 		FROM events WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2) AND job_id <> ''
-		GROUP BY pipeline, app_version, os_version, network_type, job_id)
+		GROUP BY pipeline, app_version, os_version, network_type, job_id) JOIN rollup_job_ids USING (job_id)
 	ORDER BY pipeline, app_version, os_version, network_type`,
 	`INSERT INTO rollup_rtt SELECT make_timestamp($1), ` + rttBin + ` AS bin, pipeline, app_version, os_version, network_type,
 		rtt_ms, CAST(sum(sample_interval) AS BIGINT)
@@ -307,6 +307,10 @@ func (s *Store) Rollup(ctx context.Context, before time.Time) (int, error) {
 // way, or cut short by a crash, keeps rows that no query reads (metrics
 // read only days in rollup_days) until its next build deletes them.
 func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
+	// One build at a time: each numbers its new jobs after the largest
+	// key in rollup_job_ids.
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	s.wmu.Lock()
 	if s.closed {
 		s.wmu.Unlock()
@@ -356,8 +360,8 @@ func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("rollup %s: commit: %w", name, err)
 	}
-	var jobs int64
-	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(job), 0) FROM rollup_jobs WHERE day = make_timestamp($1)", d).Scan(&jobs); err != nil {
+	var jobs, lo, hi int64
+	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(job), 0), coalesce(min(job_key), 0), coalesce(max(job_key), 0) FROM rollup_jobs WHERE day = make_timestamp($1)", d).Scan(&jobs, &lo, &hi); err != nil {
 		return false, fmt.Errorf("rollup %s: %w", name, err)
 	}
 	if s.beforePublish != nil {
@@ -375,8 +379,8 @@ func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
 		s.exec(context.Background(), "ROLLBACK")
 		return false, fmt.Errorf("rollup %s: begin: %w", name, err)
 	}
-	err = s.execArgs(ctx, "INSERT INTO rollup_days VALUES (make_timestamp($1), $2)",
-		[]driver.NamedValue{{Ordinal: 1, Value: d}, {Ordinal: 2, Value: jobs}})
+	err = s.execArgs(ctx, "INSERT INTO rollup_days (day, jobs, lo_key, hi_key) VALUES (make_timestamp($1), $2, $3, $4)",
+		[]driver.NamedValue{{Ordinal: 1, Value: d}, {Ordinal: 2, Value: jobs}, {Ordinal: 3, Value: lo}, {Ordinal: 4, Value: hi}})
 	if err == nil {
 		err = s.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
 	}
@@ -397,4 +401,17 @@ const noDay = -1 << 63
 func (s *Store) execArgs(ctx context.Context, stmt string, args []driver.NamedValue) error {
 	_, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, stmt, args)
 	return err
+}
+
+// pruneJobIDs deletes the jobs of rollup_job_ids that no rollup_jobs row
+// refers to any more (retention removed their days). It holds rmu, so no
+// build is running: one could refer to a job it does not yet see.
+func (s *Store) pruneJobIDs(ctx context.Context) error {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM rollup_job_ids WHERE NOT EXISTS
+		(SELECT 1 FROM rollup_jobs AS r WHERE r.job_key = rollup_job_ids.job_key)`); err != nil {
+		return fmt.Errorf("prune rollup job ids: %w", err)
+	}
+	return nil
 }

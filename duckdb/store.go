@@ -68,6 +68,10 @@ type Store struct {
 	connector *duckdb.Connector
 	db        *sql.DB // queries, DeleteBefore; closes connector
 
+	// rmu serializes rollup builds and pruneJobIDs (see rollup_job_ids).
+	// A build takes wmu inside it; nothing holding wmu takes rmu.
+	rmu sync.Mutex
+
 	wmu      sync.Mutex // guards the fields below: Write, Close
 	wconn    driver.Conn
 	full     *appender      // every column, in the table's order
@@ -331,6 +335,9 @@ func (s *Store) Dialect() string { return "duckdb" }
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	n, err := s.deleteBefore(ctx, t)
 	if err != nil || n == 0 {
+		return n, err
+	}
+	if err := s.pruneJobIDs(ctx); err != nil {
 		return n, err
 	}
 	if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {

@@ -67,6 +67,13 @@ func BenchmarkMetrics(b *testing.B) {
 		q    metrics.Query
 	}{
 		{"30d", metrics.Query{From: benchStart, To: end}},
+		// One number over a window that ends now: 29 whole days from
+		// rollups, the cut first and last days from events, in one
+		// statement; overall and by a dimension, as the dashboard's tiles
+		// and segments ask.
+		{"30d_at_13h", metrics.Query{From: benchStart.Add(13 * time.Hour), To: end.Add(-11 * time.Hour)}},
+		{"30d_at_13h_by_network", metrics.Query{From: benchStart.Add(13 * time.Hour), To: end.Add(-11 * time.Hour), GroupBy: []string{"network_type"}}},
+		{"7d_at_13h_by_app", metrics.Query{From: end.Add(-7*24*time.Hour - 11*time.Hour), To: end.Add(-11 * time.Hour), GroupBy: []string{"app_version"}}},
 		{"30d_by_network_1d", metrics.Query{From: benchStart, To: end, GroupBy: []string{"network_type"}, Bucket: 24 * time.Hour}},
 		// The dashboard's 30d range ends now, not at midnight: its first
 		// and last daily buckets are cut and read events, the 29 whole

@@ -107,8 +107,18 @@ func (duckDB) distinctJobs(cond string, jobs int64) string {
 	return "bit_count(" + agg + ")"
 }
 
-// jobKey must stay the expression of duckdb's jobKey.
-func (duckDB) jobKey(col string) string { return "hash(" + col + ")" }
+// unionJobs counts the distinct jobs where cond holds over rows holding
+// either a job key k in [lo, hi] or, for jobs without one there, a job_id:
+// one bit per key from lo to hi, as distinctJobs, plus a count of distinct
+// job_ids.
+func (duckDB) unionJobs(cond string, lo, hi int64) string {
+	filter, and := "", ""
+	if cond != "true" {
+		filter, and = " FILTER (WHERE "+cond+")", " AND "+cond
+	}
+	return "coalesce(bit_count(bitstring_agg(k, " + strconv.FormatInt(lo, 10) + ", " + strconv.FormatInt(max(hi, lo), 10) +
+		") FILTER (WHERE k IS NOT NULL" + and + ")), 0) + count(DISTINCT job_id)" + filter
+}
 
 // rolledBin must stay the expression of duckdb's rttBin.
 func (duckDB) rolledBin(col string) string {

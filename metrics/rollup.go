@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -59,9 +60,10 @@ type rollupDialect interface {
 	// bins is the table of the first pass: rollup_rtt_bins or
 	// rollup_dim_rtt_bins.
 	rolledQuantile(bins string, keys, names []string, where string, hkeys []string, whereH string, bp int) string
-	// jobKey is rollup_jobs.job_key computed from an events column: the
-	// same 64-bit hash the store's rollup build uses.
-	jobKey(col string) string
+	// unionJobs counts distinct jobs where cond holds over rows of columns
+	// k (a rollup_jobs.job_key in [lo, hi], or NULL) and job_id (NULL
+	// when k is set).
+	unionJobs(cond string, lo, hi int64) string
 	// rolledBin is rollup_rtt's bin computed from an events column, the
 	// same expression the store's rollup build uses.
 	rolledBin(col string) string
@@ -104,45 +106,57 @@ type span struct {
 // rest. It returns the rollup generation the plan rests on and the largest
 // number of jobs of a rolled-up day in the window.
 func (l *Library) rollupPlan(ctx context.Context, d rollupDialect, q *Query) (spans []span, gen, jobs int64, err error) {
-	days, gen, jobs, err := l.rolledDays(ctx, d, q)
+	days, gen, jobs, _, err := l.rolledDays(ctx, d, q)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	return splitSpans(q, q.Bucket.Milliseconds(), days), gen, jobs, nil
 }
 
+// keyRange is the range of rollup_jobs.job_key over some days.
+type keyRange struct{ lo, hi int64 }
+
 // rolledDays reads the rolled-up days (ms) in q's window, the rollup
-// generation, and the largest number of jobs of one of those days.
-func (l *Library) rolledDays(ctx context.Context, d rollupDialect, q *Query) (days map[int64]bool, gen, jobs int64, err error) {
+// generation, the largest number of jobs of one of those days, and the
+// range of their job keys.
+func (l *Library) rolledDays(ctx context.Context, d rollupDialect, q *Query) (days map[int64]bool, gen, jobs int64, keys keyRange, err error) {
 	b := &builder{d: d}
-	sql := "SELECT s.gen, epoch_ms(r.day), r.jobs FROM rollup_state AS s LEFT JOIN rollup_days AS r ON r.day >= " +
+	sql := "SELECT s.gen, epoch_ms(r.day), r.jobs, r.lo_key, r.hi_key FROM rollup_state AS s LEFT JOIN rollup_days AS r ON r.day >= " +
 		b.time(q.From) + " AND r.day < " + b.time(q.To)
 	rows, err := l.store.Query(ctx, sql, b.args...)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("read rollup days: %w", err)
+		return nil, 0, 0, keys, fmt.Errorf("read rollup days: %w", err)
 	}
 	if len(rows.Rows) == 0 {
-		return nil, 0, 0, fmt.Errorf("read rollup days: no rollup_state row")
+		return nil, 0, 0, keys, fmt.Errorf("read rollup days: no rollup_state row")
 	}
 	days = map[int64]bool{}
+	keys = keyRange{lo: math.MaxInt64, hi: 0}
 	for _, r := range rows.Rows {
 		g, err1 := toFloat(r[0])
 		if err1 != nil {
-			return nil, 0, 0, fmt.Errorf("read rollup days: %w", err1)
+			return nil, 0, 0, keys, fmt.Errorf("read rollup days: %w", err1)
 		}
 		gen = int64(g)
 		if r[1] == nil {
 			continue
 		}
-		ms, err1 := toFloat(r[1])
-		n, err2 := toFloat(r[2])
-		if err1 != nil || err2 != nil {
-			return nil, 0, 0, fmt.Errorf("read rollup days: %T %T", r[1], r[2])
+		var v [4]float64
+		for i := range v {
+			if v[i], err1 = toFloat(r[i+1]); err1 != nil {
+				return nil, 0, 0, keys, fmt.Errorf("read rollup days: %w", err1)
+			}
 		}
-		days[int64(ms)] = true
-		jobs = max(jobs, int64(n))
+		days[int64(v[0])] = true
+		jobs = max(jobs, int64(v[1]))
+		if v[3] > 0 { // a day with jobs
+			keys.lo, keys.hi = min(keys.lo, int64(v[2])), max(keys.hi, int64(v[3]))
+		}
 	}
-	return days, gen, jobs, nil
+	if keys.hi == 0 {
+		keys.lo = 0
+	}
+	return days, gen, jobs, keys, nil
 }
 
 // splitSpans splits q's window into runs of steps (ms, a whole number of
@@ -411,7 +425,7 @@ func rolledDims(q *Query) bool {
 // computeRolled, ok is false when the rollups changed between the plan and
 // the statement.
 func (l *Library) computeMixed(ctx context.Context, d rollupDialect, m *metric, q *Query) (points []Point, ok bool, err error) {
-	days, gen, _, err := l.rolledDays(ctx, d, q)
+	days, gen, _, keys, err := l.rolledDays(ctx, d, q)
 	if err != nil {
 		return nil, false, err
 	}
@@ -420,7 +434,7 @@ func (l *Library) computeMixed(ctx context.Context, d rollupDialect, m *metric, 
 		points, err := l.raw(ctx, d, m, q, q)
 		return points, err == nil, err
 	}
-	sql, args := mixedStatement(d, m, q, spans)
+	sql, args := mixedStatement(d, m, q, spans, keys)
 	points, err = l.run(ctx, m, q, sql, args)
 	if err != nil {
 		if g, gerr := l.rollupGen(ctx); gerr == nil && g != gen {
@@ -437,7 +451,7 @@ func (l *Library) computeMixed(ctx context.Context, d rollupDialect, m *metric, 
 
 // mixedStatement is statement for q, with the same columns, reading
 // rollup tables for the rolled spans and events for the others.
-func mixedStatement(d rollupDialect, m *metric, q *Query, spans []span) (string, []any) {
+func mixedStatement(d rollupDialect, m *metric, q *Query, spans []span, keys keyRange) (string, []any) {
 	b := &builder{d: d}
 	names := slices.Clone(q.GroupBy)
 	if q.Bucket > 0 {
@@ -453,7 +467,7 @@ func mixedStatement(d rollupDialect, m *metric, q *Query, spans []span) (string,
 	case m.kind == kindQuantile:
 		return mixedQuantile(b, d, m, q, spans, subs, names), b.args
 	case m.jobsDen != "":
-		return mixedJobs(b, d, m, spans, subs, names), b.args
+		return mixedJobs(b, d, m, spans, subs, names, keys), b.args
 	}
 	return mixedSums(b, d, m, spans, subs, names, true), b.args
 }
@@ -509,12 +523,14 @@ func mixedSums(b *builder, d rollupDialect, m *metric, spans []span, subs []*Que
 	return "SELECT " + sel + " FROM (" + unionAll(parts) + ") AS p" + groupBy(names...)
 }
 
-// mixedJobs counts distinct jobs over the union of rollup_jobs' keys (for
-// rolled spans) and the hashed job_ids of events (for the others), each
-// with its errored and connected flags, so that a job seen on several days
-// or in a rolled day and an edge counts once. num comes from the same union
-// (jobsNum set) or from mixedSums.
-func mixedJobs(b *builder, d rollupDialect, m *metric, spans []span, subs []*Query, names []string) string {
+// mixedJobs counts distinct jobs over the union of rollup_jobs' job keys
+// (for rolled spans) and the jobs of events (for the others), each with
+// its errored and connected flags, so that a job seen on several days, or
+// on a rolled day and at an edge, counts once: an edge's job that has a
+// key in the rolled days' range (keys) is counted by its key, any other by
+// its job_id (it is in none of the rolled days). num comes from the same
+// union (jobsNum set) or from mixedSums.
+func mixedJobs(b *builder, d rollupDialect, m *metric, spans []span, subs []*Query, names []string, keys keyRange) string {
 	var n string
 	if m.jobsNum == "" {
 		n = mixedSums(b, d, m, spans, subs, names, false)
@@ -527,25 +543,23 @@ func mixedJobs(b *builder, d rollupDialect, m *metric, spans []span, subs []*Que
 	}
 	errored := d.boolOr(d.inList("event", []string{jobcast.EventError, jobcast.EventConnectFailed})) + " AS errored"
 	connected := d.boolOr(d.inList("event", []string{jobcast.EventConnected, jobcast.EventReconnected})) + " AS connected"
+	inRange := fmt.Sprintf("i.job_key BETWEEN %d AND %d", keys.lo, keys.hi)
 	parts := make([]string, len(spans))
 	for i, s := range spans {
 		if s.rolled {
 			exprs, _ := b.rollupKeys(d, subs[i], "")
 			where := b.rollupWhere(subs[i], "", nil)
-			parts[i] = "SELECT " + cols(exprs) + "job_key AS k, errored, connected FROM rollup_jobs WHERE " + where
+			parts[i] = "SELECT " + cols(exprs) + "job_key AS k, CAST(NULL AS VARCHAR) AS job_id, errored, connected FROM rollup_jobs WHERE " + where
 			continue
 		}
 		exprs, _ := b.keys(subs[i])
 		where := b.where(subs[i], events, true)
-		parts[i] = "SELECT " + cols(exprs) + d.jobKey("job_id") + " AS k, " + errored + ", " + connected +
+		e := "SELECT " + cols(exprs) + "job_id, " + errored + ", " + connected +
 			" FROM events WHERE " + where + groupBy(append(slices.Clone(names), "job_id")...)
+		parts[i] = "SELECT " + cols(names) + "CASE WHEN " + inRange + " THEN i.job_key END AS k, CASE WHEN " + inRange +
+			" THEN NULL ELSE e.job_id END AS job_id, errored, connected FROM (" + e + ") AS e LEFT JOIN rollup_job_ids AS i USING (job_id)"
 	}
-	count := func(cond string) string {
-		if cond == "true" {
-			return "count(DISTINCT k)"
-		}
-		return d.countDistinctIf("k", cond)
-	}
+	count := func(cond string) string { return d.unionJobs(cond, keys.lo, keys.hi) }
 	jsel := cols(names)
 	if m.jobsNum != "" {
 		jsel += count(m.jobsNum) + " AS num, "
