@@ -404,10 +404,13 @@ func (s *Store) execArgs(ctx context.Context, stmt string, args []driver.NamedVa
 }
 
 // pruneJobIDs deletes the jobs of rollup_job_ids that no rollup_jobs row
-// refers to any more (retention removed their days). It holds rmu, so no
-// build is running: one could refer to a job it does not yet see.
+// refers to any more (retention removed their days). It runs only while no
+// build is running (a build may refer to a job no committed row refers to
+// yet) and skips when one is: the next retention sweep prunes them.
 func (s *Store) pruneJobIDs(ctx context.Context) error {
-	s.rmu.Lock()
+	if !s.rmu.TryLock() {
+		return nil
+	}
 	defer s.rmu.Unlock()
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM rollup_job_ids WHERE NOT EXISTS
 		(SELECT 1 FROM rollup_jobs AS r WHERE r.job_key = rollup_job_ids.job_key)`); err != nil {
