@@ -599,7 +599,8 @@ func firstLine(s string) string {
 // Retry-After, the log names the cause, connected clients stay connected,
 // failed telemetry writes are counted on /metrics, and once space is freed
 // producers, delivery and telemetry work again with nothing acknowledged
-// lost. Then the tmpfs is remounted read-only: serve refuses to start with
+// lost; a client can connect while the disk is full. Then the tmpfs is
+// remounted read-only: serve refuses to start with
 // a message naming it, and starts again once it is writable.
 func TestFaultDiskFull(t *testing.T) {
 	t.Parallel()
@@ -686,6 +687,8 @@ func TestFaultDiskFull(t *testing.T) {
 	if st := x.w.Stats(); st.Failures > 0 {
 		t.Errorf("the watcher lost its connection while the disk was full: %+v", st)
 	}
+	// A new client can still connect and get the job's state and log.
+	late := watch(t, tk)
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -695,6 +698,14 @@ func TestFaultDiskFull(t *testing.T) {
 		return err == nil
 	})
 	finish(t, prod, base, tk, x)
+	select {
+	case err := <-late.done:
+		if err != nil || late.w.State().Status != protocol.StatusCompleted {
+			t.Errorf("the client that connected while the disk was full: %v, %+v", err, late.w.State())
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the client that connected while the disk was full never saw the end")
+	}
 	poll(t, "telemetry to be written again", 20*time.Second, func() bool {
 		return telemetry()["events_total{outcome=\"written\"}"] > m["events_total{outcome=\"written\"}"]
 	})
