@@ -116,14 +116,26 @@ func (c *conn) envelope(typ string, payload any) []byte {
 	if err != nil {
 		raw = []byte("{}")
 	}
-	data, err := json.Marshal(&protocol.Envelope{
-		V: protocol.Version, Type: typ, JobID: c.jobID, Pipeline: c.pipeline,
-		TS: c.now().UnixMilli(), Payload: raw,
-	})
-	if err != nil {
-		return nil
-	}
-	return data
+	return c.wrap(typ, c.now().UnixMilli(), raw)
+}
+
+// wrap puts an encoded payload in the envelope, byte for byte what
+// json.Marshal(&protocol.Envelope{...}) writes (TestEnvelopeMatchesJSON),
+// without encoding/json's second pass over the payload (it re-validates
+// and compacts a json.RawMessage): the ready frame carries the job state,
+// and every new connection sends one.
+func (c *conn) wrap(typ string, ts int64, raw []byte) []byte {
+	b := make([]byte, 0, 48+len(typ)+len(c.jobID)+len(c.pipeline)+len(raw))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, protocol.Version, 10)
+	b = appendJSONField(b, "type", typ)
+	b = appendJSONField(b, "jobId", c.jobID)
+	b = appendJSONField(b, "pipeline", c.pipeline)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"payload":`...)
+	b = append(b, raw...)
+	return append(b, '}')
 }
 
 // pingFrame is envelope(TypePing, &protocol.Ping{ServerTime: st}) at ts,

@@ -128,3 +128,56 @@ func TestPingFrameMatchesEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvelopeMatchesJSON checks the hand-built envelope against
+// encoding/json's, for awkward ids and a payload with raw JSON inside.
+func TestEnvelopeMatchesJSON(t *testing.T) {
+	t.Parallel()
+	payload := &protocol.Ready{ConnectionID: "n-1", HeartbeatIntervalMs: 30000, State: protocol.JobState{
+		JobID: `we"ird<&>`, Status: protocol.StatusRunning, Metadata: []byte(`{ "a" : "<b>&" , "n": [1, 2] }`),
+		Result: []byte(`{"u":"\u2028"}`), LastError: &protocol.ErrorPayload{Code: "E_X", Message: "a\tb"},
+	}}
+	tests := []struct{ typ, jobID, pipeline string }{
+		{protocol.TypeReady, "job-1", "csv_import"},
+		{protocol.TypeReady, "", ""},
+		{protocol.TypeError, `we"ird\id<&>`, "pipe\u2028line"},
+		{protocol.TypePong, "ünïcode", "tab\there"},
+	}
+	for _, tt := range tests {
+		c := &conn{jobID: tt.jobID, pipeline: tt.pipeline}
+		raw, err := json.Marshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.wrap(tt.typ, 1764133200123, raw)
+		want, _ := json.Marshal(&protocol.Envelope{V: protocol.Version, Type: tt.typ,
+			JobID: tt.jobID, Pipeline: tt.pipeline, TS: 1764133200123, Payload: raw})
+		if !bytes.Equal(got, want) {
+			t.Errorf("%q/%q:\n got %s\nwant %s", tt.jobID, tt.pipeline, got, want)
+		}
+	}
+}
+
+// BenchmarkReadyEnvelope is the ready frame every new connection gets:
+// "wrap" as the hub builds it, "marshal" as encoding/json would.
+func BenchmarkReadyEnvelope(b *testing.B) {
+	c := &conn{jobID: "load-1a2b3c-17", pipeline: "csv_import"}
+	payload := &protocol.Ready{ConnectionID: "node-1f", HeartbeatIntervalMs: 30000, PongTimeoutMs: 10000, ThrottleMs: 500,
+		State: protocol.JobState{JobID: "load-1a2b3c-17", Pipeline: "csv_import", Status: protocol.StatusRunning,
+			Seq: 42, ProcessedCount: 1234, TotalCount: 1 << 40, Metadata: []byte(`{"source":"s3://bucket/file.csv"}`)}}
+	b.Run("wrap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			raw, _ := json.Marshal(payload)
+			_ = c.wrap(protocol.TypeReady, 1764133200123, raw)
+		}
+	})
+	b.Run("marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			raw, _ := json.Marshal(payload)
+			_, _ = json.Marshal(&protocol.Envelope{V: protocol.Version, Type: protocol.TypeReady,
+				JobID: c.jobID, Pipeline: c.pipeline, TS: 1764133200123, Payload: raw})
+		}
+	})
+}
