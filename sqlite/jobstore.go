@@ -92,7 +92,7 @@ func (s *JobStore) CreateJob(ctx context.Context, job *jobcast.Job) error {
 		if strings.Contains(err.Error(), "UNIQUE constraint") || strings.Contains(err.Error(), "PRIMARY KEY") {
 			return jobcast.ErrJobExists
 		}
-		return fmt.Errorf("insert job: %w", err)
+		return storageError(fmt.Errorf("insert job: %w", err))
 	}
 	return nil
 }
