@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -122,5 +123,56 @@ func TestRollupVersionChangeRebuilds(t *testing.T) {
 	}
 	if n, err := s.Rollup(ctx, day.Add(24*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("Rollup after the version change = %d, %v; want 1", n, err)
+	}
+}
+
+// A job seen on several built days has one job_key in all of them (and in
+// rollup_job_ids), new jobs get keys after the largest one, the days keep
+// their key range, and retention removes the keys no day refers to any
+// more while keeping the others.
+func TestRollupJobKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "t.duckdb"), Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ev := func(d int, job string) jobcast.Event {
+		return jobcast.Event{TS: day.Add(time.Duration(d)*24*time.Hour + time.Hour), Event: jobcast.EventConnected, JobID: job, SampleInterval: 1}
+	}
+	if err := s.Write(ctx, []jobcast.Event{ev(0, "a"), ev(0, "b"), ev(1, "b"), ev(1, "c"), ev(2, "c")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Rollup(ctx, day.Add(3*24*time.Hour)); err != nil || n != 3 {
+		t.Fatalf("Rollup = %d, %v; want 3 days", n, err)
+	}
+	keys := func() string {
+		t.Helper()
+		rows, err := s.Query(ctx, `SELECT strftime(r.day, '%d') || ':' || i.job_id || '=' || r.job_key
+			FROM rollup_jobs AS r JOIN rollup_job_ids AS i USING (job_key) ORDER BY r.day, i.job_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM rollup_job_ids").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(n, rows.Rows)
+	}
+	if got, want := keys(), "3 [[02:a=1] [02:b=2] [03:b=2] [03:c=3] [04:c=3]]"; got != want {
+		t.Errorf("job keys %s, want %s", got, want)
+	}
+	var lo, hi int64
+	if err := s.db.QueryRowContext(ctx, "SELECT lo_key, hi_key FROM rollup_days WHERE day = make_timestamp(?)",
+		day.Add(24*time.Hour).UnixMicro()).Scan(&lo, &hi); err != nil || lo != 2 || hi != 3 {
+		t.Errorf("the 3rd's key range %d…%d (%v), want 2…3", lo, hi, err)
+	}
+	if _, err := s.DeleteBefore(ctx, day.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys(), "2 [[03:b=2] [03:c=3] [04:c=3]]"; got != want {
+		t.Errorf("after retention job keys %s, want %s", got, want)
 	}
 }
