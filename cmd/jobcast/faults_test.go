@@ -444,8 +444,10 @@ func TestFaultKillMidLoad(t *testing.T) {
 }
 
 // TestFaultGracefulShutdown sends SIGTERM to `jobcast serve` with watchers
-// connected and a producer posting: every watcher gets close code 1001, the
-// producer sees only 202s, 503s with Retry-After, or a refused connection,
+// and a client that stopped reading connected, and a producer posting: every
+// client gets close code 1001, the producer sees only 202s, 503s with
+// Retry-After (at least one, while the stalled client holds the drain
+// open), then a refused connection,
 // the process exits 0, and the disconnects of all watchers are in DuckDB.
 // Restarted, the watchers resume and miss nothing. No key or token reaches
 // the debug log.
@@ -470,6 +472,14 @@ func TestFaultGracefulShutdown(t *testing.T) {
 		}
 		tickets[i], watchers[i] = tk, watch(t, tk)
 	}
+	// A raw client that stops reading holds the close handshake open for
+	// its 2 s grace: the drain window in which producers must get 503.
+	raw, resp, err := websocket.DefaultDialer.Dial(tickets[1].WebsocketURL, http.Header{"Authorization": {"Bearer " + tickets[1].Token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	defer raw.Close()
 	// A producer posts as fast as it can through the shutdown.
 	type outcome struct{ ok, unavailable, refused int }
 	var out outcome
@@ -502,6 +512,9 @@ func TestFaultGracefulShutdown(t *testing.T) {
 				out.ok++
 			case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 				out.unavailable++
+				// Back off a little, as a producer would, and stay
+				// under the per-IP request rate.
+				time.Sleep(10 * time.Millisecond)
 			default:
 				bad = append(bad, fmt.Sprintf("%d Retry-After=%q", resp.StatusCode, resp.Header.Get("Retry-After")))
 			}
@@ -522,6 +535,22 @@ func TestFaultGracefulShutdown(t *testing.T) {
 		t.Errorf("the producer got, during the shutdown: %v", bad)
 	}
 	t.Logf("producer during SIGTERM: %d accepted, %d × 503 with Retry-After, then the connection refused", out.ok, out.unavailable)
+	if out.unavailable == 0 {
+		t.Error("the producer never got a 503 during the drain")
+	}
+	// The frames the raw client never read end with the 1001 close.
+	_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := raw.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != protocol.CloseGoingAway {
+			t.Errorf("the client that stopped reading ended with %v, want close 1001", err)
+		}
+		break
+	}
 	for i, x := range watchers {
 		poll(t, "the watcher to see the close", 10*time.Second, func() bool { return len(x.closeCodes()) > 0 })
 		if codes := x.closeCodes(); codes[0] != protocol.CloseGoingAway {
@@ -539,8 +568,8 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := rows.Rows[0][0].(int64); n != jobs {
-		t.Errorf("disconnected events with close code 1001 in DuckDB: %d, want %d", n, jobs)
+	if n := rows.Rows[0][0].(int64); n != jobs+1 {
+		t.Errorf("disconnected events with close code 1001 in DuckDB: %d, want %d (the watchers and the raw client)", n, jobs+1)
 	}
 
 	p2, base2 := serve(t, strings.TrimPrefix(base, "http://"), env)
