@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -46,14 +47,13 @@ func NewCachedStore(store jobcast.JobStore, size int) *CachedStore {
 }
 
 // GetJob returns the cached record, or reads the store and caches it.
-// Callers own the returned Job: it is a copy (the records' slices and
-// pointers are replaced by updates, never written in place).
+// Callers own the returned Job: a deep copy, as from any store.
 func (c *CachedStore) GetJob(ctx context.Context, id string) (*jobcast.Job, error) {
 	c.mu.Lock()
 	if j, ok := c.jobs[id]; ok {
-		cp := *j
+		cp := cloneJob(j)
 		c.mu.Unlock()
-		return &cp, nil
+		return cp, nil
 	}
 	before := c.writes
 	c.mu.Unlock()
@@ -110,6 +110,24 @@ func (c *CachedStore) put(id string, job *jobcast.Job) {
 			break
 		}
 	}
-	cp := *job
-	c.jobs[id] = &cp
+	c.jobs[id] = cloneJob(job)
+}
+
+// cloneJob copies a job deeply: the store contract lets callers change
+// what they get, byte slices included (storetest's GetReturnsACopy).
+func cloneJob(j *jobcast.Job) *jobcast.Job {
+	cp := *j
+	cp.Metadata = bytes.Clone(j.Metadata)
+	cp.Result = bytes.Clone(j.Result)
+	if j.LastError != nil {
+		e := *j.LastError
+		e.Details = bytes.Clone(e.Details)
+		cp.LastError = &e
+	}
+	if j.LastProgress != nil {
+		p := *j.LastProgress
+		p.Payload = bytes.Clone(p.Payload)
+		cp.LastProgress = &p
+	}
+	return &cp
 }

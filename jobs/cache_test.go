@@ -11,6 +11,7 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/inmem"
 	"github.com/jobcast/jobcast/internal/clocktest"
+	"github.com/jobcast/jobcast/internal/storetest"
 	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -184,4 +185,12 @@ func TestCachedStoreForgetsAfterFailures(t *testing.T) {
 	if _, err := c.GetJob(ctx, "j1"); !errors.Is(err, jobcast.ErrJobNotFound) {
 		t.Fatalf("deleted job still served: %v", err)
 	}
+}
+
+// TestCachedStoreConformance runs the job store contract over the cache.
+func TestCachedStoreConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunJobStoreTests(t, func(t *testing.T) jobcast.JobStore {
+		return jobs.NewCachedStore(inmem.NewJobStore(), 0)
+	})
 }
