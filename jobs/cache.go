@@ -78,9 +78,14 @@ func (c *CachedStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev i
 	err := c.JobStore.UpdateJob(ctx, job, prevRev, msgs)
 	c.mu.Lock()
 	c.writes++
-	if err != nil {
+	switch cached, ok := c.jobs[job.JobID]; {
+	case err != nil:
 		delete(c.jobs, job.JobID)
-	} else {
+	case ok && cached.Rev >= job.Rev:
+		// A later revision got here first: two updates of one job whose
+		// store calls returned in the other order (the jobs service
+		// serializes them per job, but the cache must not rely on it).
+	default:
 		c.put(job.JobID, job)
 	}
 	c.mu.Unlock()

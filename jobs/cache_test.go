@@ -194,3 +194,73 @@ func TestCachedStoreConformance(t *testing.T) {
 		return jobs.NewCachedStore(inmem.NewJobStore(), 0)
 	})
 }
+
+// holdingUpdates commits an UpdateJob, then holds its return until released
+// when hold is set, so two updates can return in the other order.
+type holdingUpdates struct {
+	jobcast.JobStore
+	mu        sync.Mutex
+	hold      chan struct{}
+	committed chan struct{}
+}
+
+func (s *holdingUpdates) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int64, msgs []*jobcast.Message) error {
+	s.mu.Lock()
+	hold, done := s.hold, s.committed
+	s.hold = nil
+	s.mu.Unlock()
+	err := s.JobStore.UpdateJob(ctx, job, prevRev, msgs)
+	if hold != nil {
+		close(done)
+		<-hold
+	}
+	return err
+}
+
+// TestCachedStoreUpdatesReturningOutOfOrder: an update whose store call
+// returns after a later revision's must not put its older record back.
+func TestCachedStoreUpdatesReturningOutOfOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inner := inmem.NewJobStore()
+	t.Cleanup(func() { inner.Close() })
+	hs := &holdingUpdates{JobStore: inner}
+	c := jobs.NewCachedStore(hs, 0)
+	if err := c.CreateJob(ctx, &jobcast.Job{JobState: protocol.JobState{JobID: "j", Pipeline: "p", Status: protocol.StatusPending}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, committed := make(chan struct{}), make(chan struct{})
+	hs.mu.Lock()
+	hs.hold, hs.committed = release, committed
+	hs.mu.Unlock()
+
+	older := first
+	older.ProcessedCount = 1
+	errc := make(chan error, 1)
+	go func() { errc <- c.UpdateJob(ctx, older, first.Rev, nil) }()
+	<-committed // the older update is in the store, its return held
+
+	newer, err := inner.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer.ProcessedCount = 2
+	if err := c.UpdateJob(ctx, newer, newer.Rev, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ProcessedCount != 2 || got.Rev != newer.Rev {
+		t.Fatalf("cache holds processed %d rev %d, want the later update's 2 rev %d", got.ProcessedCount, got.Rev, newer.Rev)
+	}
+}
