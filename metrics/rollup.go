@@ -37,7 +37,8 @@ var rollupDims = []string{"pipeline", "app_version", "os_version", "network_type
 //     dimensions) holding uniqExactState(job_id) and
 //     uniqExactIfState(job_id, errored | connected), read with
 //     uniqExactMerge: the merge of exact distinct sets, where DuckDB needs
-//     the per-day job numbers and a bitstring per group.
+//     the per-day job numbers, or the job keys of rollup_job_ids across
+//     days, and a bitstring per group.
 //   - rollup_rtt_bins and rollup_rtt: a SummingMergeTree of weights per
 //     (day, dimensions, bin) and per (day, bin, dimensions, rtt_ms);
 //     quantileExactWeighted over the latter is exact as is, or the same
@@ -69,9 +70,11 @@ type rollupDialect interface {
 	rolledBin(col string) string
 }
 
-// rollable reports whether m over q may read rollups for whole days: q is
-// bucketed by whole days (by exactly one day for distinct-job counts, whose
-// job numbers are per day) and filters and groups only by rollupDims.
+// rollable reports whether m over q may read rollups bucket by bucket
+// (computeRolled): q is bucketed by whole days (by exactly one day for
+// distinct-job counts, whose job numbers are per day) and filters and
+// groups only by rollupDims. compute uses that for daily buckets, and
+// computeMixed (mixable) for the rest.
 func rollable(m *metric, q *Query) bool {
 	if q.Bucket <= 0 || q.Bucket%day != 0 {
 		return false
