@@ -547,20 +547,27 @@ func mixedJobs(b *builder, d rollupDialect, m *metric, spans []span, subs []*Que
 	errored := d.boolOr(d.inList("event", []string{jobcast.EventError, jobcast.EventConnectFailed})) + " AS errored"
 	connected := d.boolOr(d.inList("event", []string{jobcast.EventConnected, jobcast.EventReconnected})) + " AS connected"
 	inRange := fmt.Sprintf("i.job_key BETWEEN %d AND %d", keys.lo, keys.hi)
-	parts := make([]string, len(spans))
+	// The events' parts first, looked up in rollup_job_ids together (one
+	// scan of it), then the rollups' parts; placeholders follow that order.
+	var raw, parts []string
+	for i, s := range spans {
+		if !s.rolled {
+			exprs, _ := b.keys(subs[i])
+			where := b.where(subs[i], events, true)
+			raw = append(raw, "SELECT "+cols(exprs)+"job_id, "+errored+", "+connected+
+				" FROM events WHERE "+where+groupBy(append(slices.Clone(names), "job_id")...))
+		}
+	}
+	if len(raw) > 0 {
+		parts = append(parts, "SELECT "+cols(names)+"CASE WHEN "+inRange+" THEN i.job_key END AS k, CASE WHEN "+inRange+
+			" THEN NULL ELSE e.job_id END AS job_id, errored, connected FROM ("+unionAll(raw)+") AS e LEFT JOIN rollup_job_ids AS i USING (job_id)")
+	}
 	for i, s := range spans {
 		if s.rolled {
 			exprs, _ := b.rollupKeys(d, subs[i], "")
 			where := b.rollupWhere(subs[i], "", nil)
-			parts[i] = "SELECT " + cols(exprs) + "job_key AS k, CAST(NULL AS VARCHAR) AS job_id, errored, connected FROM rollup_jobs WHERE " + where
-			continue
+			parts = append(parts, "SELECT "+cols(exprs)+"job_key AS k, CAST(NULL AS VARCHAR) AS job_id, errored, connected FROM rollup_jobs WHERE "+where)
 		}
-		exprs, _ := b.keys(subs[i])
-		where := b.where(subs[i], events, true)
-		e := "SELECT " + cols(exprs) + "job_id, " + errored + ", " + connected +
-			" FROM events WHERE " + where + groupBy(append(slices.Clone(names), "job_id")...)
-		parts[i] = "SELECT " + cols(names) + "CASE WHEN " + inRange + " THEN i.job_key END AS k, CASE WHEN " + inRange +
-			" THEN NULL ELSE e.job_id END AS job_id, errored, connected FROM (" + e + ") AS e LEFT JOIN rollup_job_ids AS i USING (job_id)"
 	}
 	count := func(cond string) string { return d.unionJobs(cond, keys.lo, keys.hi) }
 	jsel := cols(names)
