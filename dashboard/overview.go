@@ -33,7 +33,10 @@ var Ranges = []Range{
 	{"1h", time.Hour, time.Minute},
 	{"24h", 24 * time.Hour, 15 * time.Minute},
 	{"7d", 7 * 24 * time.Hour, 2 * time.Hour},
-	{"30d", 30 * 24 * time.Hour, 12 * time.Hour},
+	// Whole UTC days, so that every full bucket of a 30-day trend is
+	// answered from the store's daily rollups (12 h buckets read 10 M raw
+	// events: seconds instead of milliseconds per metric).
+	{"30d", 30 * 24 * time.Hour, 24 * time.Hour},
 }
 
 // DefaultRange is the range of a query that names none.
