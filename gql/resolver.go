@@ -76,8 +76,8 @@ type resolver struct {
 	live  LiveSource
 	clock jobcast.Clock
 	log   *slog.Logger
-	// experiments answers experimentResults (nil: not available).
-	experiments ExperimentResults
+	// experiments answers experiments and experimentResults (nil: not available).
+	experiments Experiments
 }
 
 // fail turns an error of the metrics library into the caller's error: a

@@ -59,13 +59,13 @@ type Query {
   An experiment's analysis (SPEC §7): per arm units, estimates with 95 %
   intervals, lifts, p-values (Holm-corrected), the sample-ratio check and
   verdicts; the same document as GET /v1/experiments/{id}/results
-  (docs/experiments.md).
+  (docs/experiments.md), field by field.
   """
-  experimentResults(id: String!): JSON!
-}
+  experimentResults(id: String!): ExperimentResults!
 
-"A JSON document, passed through as it is."
-scalar JSON
+  "Every experiment, as GET /v1/experiments lists them (SPEC §7)."
+  experiments: [Experiment!]!
+}
 
 "An instant, RFC 3339: 2026-01-05T10:00:00Z (fractions and offsets allowed)."
 scalar Time
@@ -182,6 +182,133 @@ type HeartbeatRtt {
   p99: Float!
   "Heartbeats the figures rest on, weighted by sample_interval."
   samples: Float!
+}
+
+"""
+An experiment's analysis: the document of GET /v1/experiments/{id}/results.
+Estimates without data (NaN or infinite) are null, as in REST.
+"""
+type ExperimentResults {
+  experimentId: String!
+  parameter: String!
+  status: String!
+  computedAt: Time!
+  "The arm every other is compared with."
+  control: String!
+  arms: [ExperimentArm!]!
+  srm: Srm!
+  "The units every arm needs before a verdict."
+  minUnitsPerArm: Float!
+  "Whether every arm has minUnitsPerArm units."
+  enoughUnits: Boolean!
+  metrics: [ExperimentMetric!]!
+  "Why verdicts are withheld (too few units, SRM, …); empty when none are (REST leaves the key out then)."
+  warnings: [String!]!
+}
+
+"An arm's enrollment."
+type ExperimentArm {
+  name: String!
+  "The parameter's value in the arm."
+  value: Float!
+  "Units (jobs) exposed to the arm."
+  units: Float!
+  expectedShare: Float
+  observedShare: Float
+}
+
+"The sample-ratio-mismatch check (chi-square test of the observed against the expected shares)."
+type Srm {
+  chiSquare: Float
+  p: Float
+  flagged: Boolean!
+}
+
+"A metric: each arm's estimate and each treatment arm's comparison with the control."
+type ExperimentMetric {
+  name: String!
+  "The method: welch_t, two_proportion_z, delta_ratio or quantile_z."
+  test: String!
+  description: String!
+  arms: [ExperimentArmMetric!]!
+  comparisons: [ExperimentComparison!]!
+}
+
+"A metric's estimate in one arm with its 95 % interval [lo, hi], and the units (or samples) n it rests on."
+type ExperimentArmMetric {
+  name: String!
+  value: Float
+  lo: Float
+  hi: Float
+  n: Float!
+}
+
+"A treatment arm against the control: difference and relative lift with 95 % intervals."
+type ExperimentComparison {
+  variant: String!
+  diff: Float
+  diffLo: Float
+  diffHi: Float
+  lift: Float
+  liftLo: Float
+  liftHi: Float
+  p: Float
+  "p after Holm's correction over every comparison of the experiment."
+  pAdjusted: Float
+  "pAdjusted < 0.05 with enough units in every arm and no sample ratio mismatch."
+  significant: Boolean!
+}
+
+"""
+An experiment, as GET /v1/experiments/{id} returns it; fields REST leaves out
+when empty are null.
+"""
+type Experiment {
+  id: String!
+  description: String
+  parameter: String!
+  "The two-arm form: the control's and the variant's values, and the variant's share."
+  control: Float
+  variant: Float
+  split: Float
+  "The arms with their weights; the first is the control."
+  variants: [ExperimentVariant!]
+  "The share of eligible units enrolled."
+  coverage: Float!
+  segment: Segment!
+  namespace: Namespace
+  unit: String!
+  seed: String
+  status: String!
+  minUnitsPerArm: Float
+  createdAt: Time
+  updatedAt: Time
+  startedAt: Time
+  stoppedAt: Time
+}
+
+type ExperimentVariant {
+  name: String!
+  value: Float!
+  weight: Float!
+}
+
+"A named range [start, end) of the namespace hash: experiments in one namespace with disjoint ranges share no unit."
+type Namespace {
+  name: String!
+  start: Float!
+  end: Float!
+}
+
+"The clients an experiment is restricted to; null fields match everything."
+type Segment {
+  networkType: [String!]
+  pipeline: [String!]
+  "Exact models, or prefixes ending in '*'."
+  deviceModel: [String!]
+  "A semver-aware constraint such as \"iOS >=17\"."
+  osVersion: String
+  appVersion: String
 }
 
 type Live {
