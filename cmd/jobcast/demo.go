@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,8 +36,15 @@ func runDemo(ctx context.Context, args []string, env envLookup, stdout, stderr i
 	}
 	if f.dataDir == "" {
 		if _, ok := env("JOBCAST_DATA_DIR"); !ok {
-			f.dataDir = "./jobcast-demo-data"
+			f.dataDir = defaultDemoDir
 			_ = f.fs.Set("data-dir", f.dataDir)
+			removed, err := freshDemoDir(f.dataDir)
+			if err != nil {
+				return err
+			}
+			if removed {
+				fmt.Fprintf(stdout, "removed the previous demo's jobs and telemetry in %s: each demo starts fresh\n", f.dataDir)
+			}
 		}
 	}
 	if !explicitAddr {
@@ -133,4 +142,39 @@ Press Ctrl-C to stop.
 		return fmt.Errorf("demo saw %d lost messages and %d clients with a wrong final state", stats.Lost, stats.Mismatches)
 	}
 	return nil
+}
+
+// defaultDemoDir is the demo's own data dir, used when no data dir is
+// configured.
+const defaultDemoDir = "./jobcast-demo-data"
+
+// demoMarker marks a data dir as the demo's scratch space.
+const demoMarker = ".jobcast-demo"
+
+// freshDemoDir deletes the job and telemetry stores of dir when an earlier
+// demo made it (it holds the marker), and marks dir for the next run. The
+// demo's data is scratch: a run that reused it would start with the previous
+// run's stopped jobs (failed with E_CANCELLED when it ended) inside the alert
+// windows, and page on them. Everything else (alerts.yaml, keys) stays. A dir
+// without the marker is kept as it is (and marked): call it only with
+// defaultDemoDir, never with a dir the user named.
+func freshDemoDir(dir string) (removed bool, err error) {
+	if _, err := os.Stat(filepath.Join(dir, demoMarker)); err == nil {
+		for _, pattern := range []string{"jobcast.db*", "telemetry.duckdb*"} {
+			files, _ := filepath.Glob(filepath.Join(dir, pattern))
+			for _, f := range files {
+				if err := os.Remove(f); err != nil {
+					return removed, fmt.Errorf("remove the previous demo's data: %w", err)
+				}
+				removed = true
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return removed, fmt.Errorf("demo data dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoMarker), []byte("jobcast demo scratch data: its stores are removed by the next `jobcast demo`\n"), 0o600); err != nil {
+		return removed, fmt.Errorf("demo data dir: %w", err)
+	}
+	return removed, nil
 }
