@@ -271,29 +271,10 @@ func NewJobID(now time.Time) (string, error) {
 
 // Retention deletes finished jobs older than the retention window, on an
 // interval, until stopped.
-type Retention struct {
-	*periodic.Runner
-	store jobcast.JobStore
-	clock jobcast.Clock
-	log   *slog.Logger
-	keep  time.Duration
-}
+type Retention struct{ *periodic.Retention }
 
 // NewRetention returns a retention service keeping finished jobs for keep.
 func NewRetention(store jobcast.JobStore, clock jobcast.Clock, log *slog.Logger, keep time.Duration) *Retention {
-	r := &Retention{store: store, clock: clock, log: log, keep: keep}
-	r.Runner = periodic.New(clock, periodic.SweepInterval(keep), func(ctx context.Context) { r.Sweep(ctx) })
-	return r
-}
-
-// Sweep deletes expired jobs once.
-func (r *Retention) Sweep(ctx context.Context) {
-	n, err := r.store.DeleteFinishedBefore(ctx, r.clock.Now().Add(-r.keep))
-	if err != nil {
-		r.log.Warn("retention sweep failed", "err", err)
-		return
-	}
-	if n > 0 {
-		r.log.Info("retention removed finished jobs", "count", n)
-	}
+	return &Retention{periodic.NewRetention(clock, log, keep, store.DeleteFinishedBefore,
+		"retention sweep failed", "retention removed finished jobs")}
 }
