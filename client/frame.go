@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/jobcast/jobcast/protocol"
@@ -58,7 +59,9 @@ func fastEnvelope(data []byte, env *protocol.Envelope) bool {
 			ok = s.skip()
 			env.Payload = json.RawMessage(data[start:s.i])
 		default:
-			ok = s.skip()
+			// encoding/json matches keys without regard to case
+			// ("seQ" sets Seq): leave such a key to it.
+			ok = !foldsTo(key, "v", "type", "jobId", "pipeline", "seq", "ts", "payload") && s.skip()
 		}
 		return ok
 	})
@@ -83,7 +86,7 @@ func decodeProgress(payload []byte, p *protocol.Progress) {
 		case "totalCount":
 			total, ok = s.int()
 		default:
-			ok = s.skip()
+			ok = !foldsTo(key, "processedCount", "totalCount") && s.skip()
 		}
 		return ok
 	})
@@ -93,6 +96,17 @@ func decodeProgress(payload []byte, p *protocol.Progress) {
 		return
 	}
 	_ = json.Unmarshal(payload, p)
+}
+
+// foldsTo reports whether key equals one of names without regard to case,
+// as encoding/json matches object keys to fields.
+func foldsTo(key []byte, names ...string) bool {
+	for _, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 // scanner walks JSON text. It accepts a subset (no escapes in what it
