@@ -3,6 +3,7 @@ package jobcast
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -75,6 +76,14 @@ type Config struct {
 	MaxProtocolViolation int           `yaml:"maxProtocolViolation"` // default 5
 	WriteTimeout         time.Duration `yaml:"writeTimeout"`         // default 10s
 	HelloTimeout         time.Duration `yaml:"helloTimeout"`         // default 10s
+	// ProducerEventsPerSecPerKey limits the producer events one API key
+	// may post to this node, counted in events (a batch of 100 is 100, a
+	// new job 1), with a burst of twice the rate
+	// (JOBCAST_PRODUCER_EVENTS_PER_SEC_PER_KEY, default 100,000: the
+	// throttled load scenario's 40,000/s from one key fits with room).
+	// Zero means the default, as for every limit; a negative value turns
+	// the limit off.
+	ProducerEventsPerSecPerKey float64 `yaml:"producerEventsPerSecPerKey"`
 	// TrustedProxies lists the reverse proxies (addresses or CIDR
 	// prefixes) whose X-Forwarded-For and X-Forwarded-Proto are believed
 	// (JOBCAST_TRUSTED_PROXIES). Empty: none; per-IP limits then count the
@@ -138,6 +147,9 @@ func (c Config) WithDefaults() Config {
 	if c.RequestsPerSecPerIP == 0 {
 		c.RequestsPerSecPerIP = 1000
 	}
+	if c.ProducerEventsPerSecPerKey == 0 {
+		c.ProducerEventsPerSecPerKey = 100000
+	}
 	if c.MaxConnsPerJob == 0 {
 		c.MaxConnsPerJob = 100
 	}
@@ -198,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NewConnsPerSecPerIP <= 0 || c.RequestsPerSecPerIP <= 0 {
 		errs = append(errs, errors.New("rate limits must be > 0"))
+	}
+	if math.IsNaN(c.ProducerEventsPerSecPerKey) || math.IsInf(c.ProducerEventsPerSecPerKey, 0) {
+		errs = append(errs, errors.New("producer events per second per key must be a number (negative: no limit)"))
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		errs = append(errs, errors.New("JWT secret must be at least 32 bytes"))

@@ -59,6 +59,7 @@ type API struct {
 	opt      Options
 	mux      *http.ServeMux
 	reqRate  *ratelimit.Limiter
+	evRate   *ratelimit.Limiter // producer events per API key; nil: no limit (ratelimit.go)
 	trust    *httputil.ProxyTrust
 	draining atomic.Bool
 	notReady atomic.Bool
@@ -72,6 +73,7 @@ func New(opt Options) *API {
 	// Config.Validate has checked the proxy entries.
 	trust, _ := httputil.ParseProxyTrust(opt.Config.TrustedProxies)
 	a := &API{opt: opt, mux: http.NewServeMux(), reqRate: ratelimit.New(opt.Config.RequestsPerSecPerIP, 0), trust: trust}
+	a.evRate = newEventLimiter(opt.Config)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.Handle("GET /ws/progress", opt.Hub)
@@ -266,6 +268,9 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrBadRequest, "malformed job: %s", strings.TrimPrefix(err.Error(), "json: ")))
 		return
 	}
+	if !a.allowEvents(w, r, 1) {
+		return
+	}
 	job, err := a.opt.Jobs.Create(r.Context(), req)
 	if err != nil {
 		a.fail(w, r, err)
@@ -309,6 +314,9 @@ func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
 			err = jobcast.Errorf(protocol.ErrBadRequest, "%s", ve.Msg)
 		}
 		httputil.WriteError(w, 0, err)
+		return
+	}
+	if !a.allowEvents(w, r, len(events)) {
 		return
 	}
 	job, _, err := a.opt.Jobs.Append(r.Context(), r.PathValue("jobId"), events)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -236,6 +237,13 @@ func applyEnv(cfg *jobcast.Config, env envLookup) error {
 	}
 	if err := ints("JOBCAST_MAX_CONNS_PER_IP", &cfg.MaxConnsPerIP); err != nil {
 		return err
+	}
+	if v, ok := env("JOBCAST_PRODUCER_EVENTS_PER_SEC_PER_KEY"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("JOBCAST_PRODUCER_EVENTS_PER_SEC_PER_KEY must be a number of events per second (negative: no limit), got %q", v)
+		}
+		cfg.ProducerEventsPerSecPerKey = f
 	}
 	return ints("JOBCAST_MAX_CONNS_PER_JOB", &cfg.MaxConnsPerJob)
 }

@@ -35,6 +35,18 @@ func New(rate, burst float64) *Limiter {
 
 // Allow takes one token from key's bucket at time now.
 func (l *Limiter) Allow(key string, now time.Time) bool {
+	ok, _ := l.AllowN(key, 1, now)
+	return ok
+}
+
+// Burst is the most tokens a bucket holds: the largest n AllowN can grant.
+func (l *Limiter) Burst() float64 { return l.burst }
+
+// AllowN takes n tokens from key's bucket at time now, all or none, so that
+// a request counted in units (a batch of events) is refused whole. When it
+// refuses, wait is how long until the bucket holds n tokens again, for a
+// Retry-After; n above the burst is never granted and wait is then 0.
+func (l *Limiter) AllowN(key string, n float64, now time.Time) (ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]
@@ -52,11 +64,14 @@ func (l *Limiter) Allow(key string, now time.Time) bool {
 		}
 		b.last = now
 	}
-	if b.tokens < 1 {
-		return false
+	if b.tokens < n {
+		if n > l.burst || l.rate <= 0 {
+			return false, 0
+		}
+		return false, time.Duration((n - b.tokens) / l.rate * float64(time.Second))
 	}
-	b.tokens--
-	return true
+	b.tokens -= n
+	return true, 0
 }
 
 // sweep drops buckets that are full again; they carry no state.

@@ -188,3 +188,35 @@ func TestCounterConcurrent(t *testing.T) {
 		t.Fatalf("counter map %v after releasing every slot", c.n)
 	}
 }
+
+func TestLimiterAllowN(t *testing.T) {
+	t.Parallel()
+	type step struct {
+		at       time.Duration // since t0
+		n        float64
+		want     bool
+		wantWait time.Duration
+	}
+	tests := []struct {
+		name        string
+		rate, burst float64
+		steps       []step
+	}{
+		{name: "a batch within the burst", rate: 100, burst: 200, steps: []step{{0, 150, true, 0}, {0, 50, true, 0}, {0, 1, false, 10 * time.Millisecond}}},
+		{name: "refused whole, nothing taken", rate: 100, burst: 200, steps: []step{{0, 150, true, 0}, {0, 100, false, 500 * time.Millisecond}, {0, 50, true, 0}}},
+		{name: "refill brings the batch in", rate: 100, burst: 200, steps: []step{{0, 200, true, 0}, {0, 100, false, time.Second}, {time.Second, 100, true, 0}}},
+		{name: "above the burst never fits", rate: 100, burst: 200, steps: []step{{0, 201, false, 0}, {time.Hour, 201, false, 0}, {time.Hour, 200, true, 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := New(tt.rate, tt.burst)
+			for i, s := range tt.steps {
+				ok, wait := l.AllowN("key", s.n, t0.Add(s.at))
+				if ok != s.want || wait != s.wantWait {
+					t.Fatalf("step %d: AllowN(%v) = %v, %v; want %v, %v", i, s.n, ok, wait, s.want, s.wantWait)
+				}
+			}
+		})
+	}
+}
