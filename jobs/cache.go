@@ -106,6 +106,15 @@ func (c *CachedStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (in
 	return n, err
 }
 
+// Durable reports whether revision rev of job id is in the store beneath,
+// asking a Spool there; without one every acknowledged write is.
+func (c *CachedStore) Durable(id string, rev int64) bool {
+	if d, ok := c.JobStore.(durableStore); ok {
+		return d.Durable(id, rev)
+	}
+	return true
+}
+
 // put stores a copy of job, evicting an arbitrary entry when full (map
 // iteration order is random: a cheap random eviction). c.mu is held.
 func (c *CachedStore) put(id string, job *jobcast.Job) {

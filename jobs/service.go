@@ -120,6 +120,22 @@ func (s *Service) Get(ctx context.Context, id string) (*jobcast.Job, error) {
 	return s.store.GetJob(ctx, id)
 }
 
+// durableStore is a store that may acknowledge a write before it is on
+// disk: a Spool, or a CachedStore over one.
+type durableStore interface {
+	Durable(id string, rev int64) bool
+}
+
+// Durable reports whether job, as an accepted Create or Append returned
+// it, is in the job store: false while a Spool holds the write in memory
+// because the store refuses writes (producers are told so).
+func (s *Service) Durable(job *jobcast.Job) bool {
+	if d, ok := s.store.(durableStore); ok {
+		return d.Durable(job.JobID, job.Rev)
+	}
+	return true
+}
+
 func (s *Service) lock(id string) *sync.Mutex {
 	h := fnv.New32a()
 	h.Write([]byte(id))
