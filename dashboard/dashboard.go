@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/hub"
 	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/metrics"
@@ -61,6 +62,12 @@ type Options struct {
 	// key derived from it, so changing the token logs everyone out and every
 	// node with the same token accepts the same sessions. Required.
 	AdminToken string
+	// Users signs in user tokens (auth.Authenticator) and says whether a
+	// session's user still exists; nil accepts the admin token only.
+	Users *auth.Authenticator
+	// AllowedOrigins are origins besides this server's own that may post
+	// to the dashboard (JOBCAST_ALLOWED_ORIGINS; "*" is ignored here).
+	AllowedOrigins []string
 	// PublicURL, when it starts with https://, marks the session cookie
 	// Secure even for requests that arrive over plain HTTP (TLS ended at a
 	// proxy that is not in TrustedProxies).
@@ -107,6 +114,7 @@ type Handler struct {
 	opt      Options
 	mux      *http.ServeMux
 	sessions *sessions
+	users    *auth.Authenticator
 	static   http.Handler
 	pages    *pages
 	cache    overviewCache
@@ -127,6 +135,9 @@ func New(opt Options) (*Handler, error) {
 		return nil, errors.New("dashboard: no admin token")
 	}
 	opt = opt.withDefaults()
+	if opt.Users == nil {
+		opt.Users = auth.NewAuthenticator(opt.AdminToken, nil, opt.Clock, 0)
+	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: assets: %w", err)
@@ -139,6 +150,7 @@ func New(opt Options) (*Handler, error) {
 		opt:      opt,
 		mux:      http.NewServeMux(),
 		sessions: newSessions(opt.AdminToken, opt.SessionTTL),
+		users:    opt.Users,
 		static:   http.StripPrefix(Prefix+"/assets/", http.FileServerFS(static)),
 		pages:    pg,
 		done:     make(chan struct{}),
@@ -172,6 +184,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "+
 		"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// same-origin, not no-referrer: under no-referrer browsers send
+	// "Origin: null" on the page's own POSTs, and the CSRF check needs
+	// the real origin (csrf.go).
+	hd.Set("Referrer-Policy", "same-origin")
 	h.mux.ServeHTTP(w, r)
 }
 
@@ -186,10 +203,11 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 // Bearer header, else 401 and nothing else.
 func (h *Handler) data(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Every data endpoint reads: any role may, viewer included.
 		if !h.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="jobcast-admin"`)
 			httputil.WriteError(w, http.StatusUnauthorized,
-				jobcast.Errorf(protocol.ErrUnauthorized, "log in at %s/login or send the admin token (Authorization: Bearer <token>)", Prefix))
+				jobcast.Errorf(protocol.ErrUnauthorized, "log in at %s/login or send the admin token or a user token (Authorization: Bearer <token>)", Prefix))
 			return
 		}
 		next(w, r)
@@ -199,7 +217,11 @@ func (h *Handler) data(next http.HandlerFunc) http.HandlerFunc {
 // index serves the page to a logged-in browser and sends anyone else to the
 // login page, keeping the query (range and filters) for after the login.
 func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
+	c, ok, err := h.principal(r)
+	if err != nil {
+		h.opt.Log.Error("dashboard: user lookup failed", "path", r.URL.Path, "err", err)
+	}
+	if !ok {
 		next := Prefix
 		if r.URL.RawQuery != "" {
 			next += "?" + r.URL.RawQuery
@@ -207,9 +229,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"/login?next="+urlQueryEscape(next), http.StatusSeeOther)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write(h.pages.index)
+	h.renderIndex(w, c)
 }
 
 // fail answers err; internal errors are logged and answered without their

@@ -466,8 +466,8 @@ func TestAuth(t *testing.T) {
 
 	// Tampering: every change to the cookie is refused.
 	parts := strings.Split(c.Value, ".")
-	if len(parts) != 4 {
-		t.Fatalf("session %q: want v1.expiry.id.mac", c.Value)
+	if len(parts) != 7 {
+		t.Fatalf("session %q: want v2.expiry.id.name.role.created.mac", c.Value)
 	}
 	flip := func(s string) string {
 		b := []byte(s)
@@ -478,14 +478,21 @@ func TestAuth(t *testing.T) {
 		}
 		return string(b)
 	}
+	with := func(i int, v string) string {
+		p := append([]string(nil), parts...)
+		p[i] = v
+		return strings.Join(p, ".")
+	}
 	for name, v := range map[string]string{
-		"id changed":     strings.Join([]string{parts[0], parts[1], flip(parts[2]), parts[3]}, "."),
-		"expiry changed": strings.Join([]string{parts[0], "9999999999", parts[2], parts[3]}, "."),
-		"mac changed":    strings.Join([]string{parts[0], parts[1], parts[2], flip(parts[3])}, "."),
-		"version":        strings.Join([]string{"v2", parts[1], parts[2], parts[3]}, "."),
-		"no mac":         strings.Join(parts[:3], "."),
+		"id changed":     with(2, flip(parts[2])),
+		"expiry changed": with(1, "9999999999"),
+		"name changed":   with(3, "dmVyYQ"),
+		"role changed":   with(4, "viewer"),
+		"mac changed":    with(6, flip(parts[6])),
+		"version":        with(0, "v1"),
+		"no mac":         strings.Join(parts[:6], "."),
 		"empty":          "",
-		"garbage":        "....",
+		"garbage":        "......",
 	} {
 		if rec := e.do(t, http.MethodGet, data[0], nil, cookie(v)...); rec.Code != http.StatusUnauthorized {
 			t.Errorf("%s: %d", name, rec.Code)
@@ -499,7 +506,8 @@ func TestAuth(t *testing.T) {
 	}
 
 	// Logout ends the session, also for a copy of the cookie.
-	rec = e.do(t, http.MethodPost, "/dashboard/logout", nil, cookie(c.Value)...)
+	rec = e.do(t, http.MethodPost, "/dashboard/logout", nil, append(cookie(c.Value),
+		"Origin", "http://example.com", dashboard.CSRFHeader, csrfOf(t, e, c))...)
 	if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) != 1 || rec.Result().Cookies()[0].MaxAge >= 0 {
 		t.Errorf("logout: %d %v", rec.Code, rec.Result().Cookies())
 	}
