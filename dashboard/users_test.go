@@ -178,8 +178,12 @@ func TestCSRF(t *testing.T) {
 		{"token in a form, foreign origin", func(string) []string { return []string{"Origin", "https://evil.example", "Content-Type", form} },
 			func(tk string) string { return url.Values{"csrf": {tk}}.Encode() }, 403},
 		{"token and own origin", func(tk string) []string { return []string{"Origin", own, dashboard.CSRFHeader, tk} }, nil, 303},
-		{"token and own Referer", func(tk string) []string { return []string{"Referer", own + "/dashboard?range=1h", dashboard.CSRFHeader, tk} }, nil, 303},
-		{"token and an allowed origin", func(tk string) []string { return []string{"Origin", "https://ops.example.net", dashboard.CSRFHeader, tk} }, nil, 303},
+		{"token and own Referer", func(tk string) []string {
+			return []string{"Referer", own + "/dashboard?range=1h", dashboard.CSRFHeader, tk}
+		}, nil, 303},
+		{"token and an allowed origin", func(tk string) []string {
+			return []string{"Origin", "https://ops.example.net", dashboard.CSRFHeader, tk}
+		}, nil, 303},
 		{"token in the form and own origin", func(string) []string { return []string{"Origin", own, "Content-Type", form} },
 			func(tk string) string { return url.Values{"csrf": {tk}}.Encode() }, 303},
 	}
