@@ -230,6 +230,9 @@ type TokenResponse struct {
 	Token        string    `json:"token"`
 	ExpiresAt    time.Time `json:"expiresAt"`
 	WebsocketURL string    `json:"websocketUrl"`
+	// Durable, on creation only, is false when the job is held in memory
+	// because the job store refuses writes (durable.go).
+	Durable *bool `json:"durable,omitempty"`
 }
 
 func (a *API) tokenResponse(r *http.Request, jobID string) (*TokenResponse, error) {
@@ -281,6 +284,8 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	durable := a.durable(w, job)
+	resp.Durable = &durable
 	w.Header().Set("Location", "/v1/jobs/"+job.JobID)
 	httputil.WriteJSON(w, http.StatusCreated, resp)
 }
@@ -299,6 +304,9 @@ type AppendResponse struct {
 	Accepted int    `json:"accepted"`
 	Seq      int64  `json:"seq"`
 	Status   string `json:"status"`
+	// Durable is false when the events are delivered but held in memory
+	// because the job store refuses writes (durable.go).
+	Durable bool `json:"durable"`
 }
 
 func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
@@ -324,7 +332,7 @@ func (a *API) appendEvents(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	httputil.WriteJSON(w, http.StatusAccepted, AppendResponse{Accepted: len(events), Seq: job.Seq, Status: job.Status})
+	httputil.WriteJSON(w, http.StatusAccepted, AppendResponse{Accepted: len(events), Seq: job.Seq, Status: job.Status, Durable: a.durable(w, job)})
 }
 
 func (a *API) newToken(w http.ResponseWriter, r *http.Request) {
