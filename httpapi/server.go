@@ -52,6 +52,12 @@ type Options struct {
 	// Experiments serves /v1/experiments and everything under it (admin
 	// token); nil leaves them out.
 	Experiments http.Handler
+	// Users turns Bearer secrets into principals (roles.go); nil: one made
+	// from Config.AdminToken and UserStore.
+	Users *auth.Authenticator
+	// UserStore serves /v1/users (admin role); nil leaves it out, and only
+	// the admin token signs in.
+	UserStore jobcast.UserStore
 }
 
 // API is the HTTP handler of a jobcast node.
@@ -61,6 +67,7 @@ type API struct {
 	reqRate  *ratelimit.Limiter
 	evRate   *ratelimit.Limiter // producer events per API key; nil: no limit (ratelimit.go)
 	trust    *httputil.ProxyTrust
+	auth     *auth.Authenticator
 	draining atomic.Bool
 	notReady atomic.Bool
 }
@@ -82,28 +89,35 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("POST /v1/jobs/{jobId}/events", a.producer(a.appendEvents))
 	a.mux.HandleFunc("POST /v1/jobs/{jobId}/token", a.producer(a.newToken))
 	a.mux.HandleFunc("DELETE /v1/jobs/{jobId}/tokens", a.producer(a.revokeTokens))
-	a.mux.HandleFunc("GET /v1/connections", a.admin(a.connections))
-	a.mux.HandleFunc("GET /v1/errors", a.admin(a.errorCatalog))
+	a.auth = opt.Users
+	if a.auth == nil {
+		a.auth = auth.NewAuthenticator(opt.Config.AdminToken, opt.UserStore, opt.Clock, 0)
+	}
+	a.mux.HandleFunc("GET /v1/connections", a.viewer(a.connections))
+	a.mux.HandleFunc("GET /v1/errors", a.viewer(a.errorCatalog))
 	if opt.Telemetry != nil {
 		a.mux.HandleFunc("POST /v1/sql", a.admin(a.sql))
 	}
 	if opt.Metrics != nil {
-		a.mux.HandleFunc("GET /metrics", a.admin(opt.Metrics.ServeHTTP))
+		a.mux.HandleFunc("GET /metrics", a.viewer(opt.Metrics.ServeHTTP))
 	}
 	if opt.MetricsLib != nil {
-		a.mux.HandleFunc("GET /v1/metrics", a.admin(a.metricDefinitions))
-		a.mux.HandleFunc("GET /v1/metrics/{name}", a.admin(a.metric))
+		a.mux.HandleFunc("GET /v1/metrics", a.viewer(a.metricDefinitions))
+		a.mux.HandleFunc("GET /v1/metrics/{name}", a.viewer(a.metric))
 	}
 	if opt.GraphQL != nil {
-		a.mux.HandleFunc("POST /graphql", a.admin(opt.GraphQL.ServeHTTP))
+		a.mux.HandleFunc("POST /graphql", a.viewer(opt.GraphQL.ServeHTTP))
 	}
 	if opt.Alerts != nil {
-		a.mux.HandleFunc("/v1/alerts", a.admin(opt.Alerts.ServeHTTP))
-		a.mux.HandleFunc("/v1/alerts/", a.admin(opt.Alerts.ServeHTTP))
+		a.mux.HandleFunc("/v1/alerts", a.readOrAdmin(opt.Alerts.ServeHTTP))
+		a.mux.HandleFunc("/v1/alerts/", a.readOrAdmin(opt.Alerts.ServeHTTP))
 	}
 	if opt.Experiments != nil {
-		a.mux.HandleFunc("/v1/experiments", a.admin(opt.Experiments.ServeHTTP))
-		a.mux.HandleFunc("/v1/experiments/", a.admin(opt.Experiments.ServeHTTP))
+		a.mux.HandleFunc("/v1/experiments", a.readOrAdmin(opt.Experiments.ServeHTTP))
+		a.mux.HandleFunc("/v1/experiments/", a.readOrAdmin(opt.Experiments.ServeHTTP))
+	}
+	if opt.UserStore != nil {
+		a.routeUsers()
 	}
 	if opt.Dashboard != nil {
 		a.mux.Handle("/dashboard", opt.Dashboard)
@@ -174,18 +188,6 @@ func (a *API) producer(next http.HandlerFunc) http.HandlerFunc {
 		if !a.opt.APIKeys.Valid(bearer(r)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="jobcast"`)
 			httputil.WriteError(w, http.StatusUnauthorized, jobcast.Errorf(protocol.ErrUnauthorized, "missing or unknown API key (Authorization: Bearer <key>)"))
-			return
-		}
-		next(w, r)
-	}
-}
-
-// admin guards an admin endpoint with the admin token.
-func (a *API) admin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !auth.EqualSecret(bearer(r), a.opt.Config.AdminToken) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="jobcast-admin"`)
-			httputil.WriteError(w, http.StatusUnauthorized, jobcast.Errorf(protocol.ErrUnauthorized, "missing or wrong admin token"))
 			return
 		}
 		next(w, r)
