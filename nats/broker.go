@@ -83,9 +83,15 @@ func (b *Broker) Subscribe(jobID string, fn func(*jobcast.Message)) (func(), err
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
 	}
-	if err := b.nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
+	// While NATS is away the subscription waits, registered, for the
+	// reconnect, which sends it again: there is no round trip to wait for
+	// (Flush would hang up to 10 s), and nothing can be published to it
+	// meanwhile. The caller's store reads fail fast then (JobStore).
+	if b.nc.IsConnected() {
+		if err := b.nc.Flush(); err != nil && b.nc.IsConnected() {
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
+		}
 	}
 	var once sync.Once
 	return func() {

@@ -144,9 +144,14 @@ func (s *JobStore) request(ctx context.Context, m *natsgo.Msg) (uint64, error) {
 		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 	}
-	reply, err := s.nc.RequestMsgWithContext(ctx, m)
+	ctx, release, err := whileConnected(ctx, s.nc)
 	if err != nil {
 		return 0, fmt.Errorf("publish to %s: %w", m.Subject, err)
+	}
+	defer release()
+	reply, err := s.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("publish to %s: %w", m.Subject, outageError(ctx, err))
 	}
 	var ack pubAck
 	if err := json.Unmarshal(reply.Data, &ack); err != nil {
@@ -200,12 +205,17 @@ func (s *JobStore) CreateJob(ctx context.Context, job *jobcast.Job) error {
 
 // GetJob implements jobcast.JobStore.
 func (s *JobStore) GetJob(ctx context.Context, id string) (*jobcast.Job, error) {
+	ctx, release, err := whileConnected(ctx, s.nc)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	defer release()
 	raw, err := s.stream.GetLastMsgForSubject(ctx, s.stateSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, jobcast.ErrJobNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
+		return nil, fmt.Errorf("get job %s: %w", id, outageError(ctx, err))
 	}
 	var job jobcast.Job
 	if err := json.Unmarshal(raw.Data, &job); err != nil {
@@ -295,6 +305,11 @@ func (s *JobStore) commit(ctx context.Context, id string, state *natsgo.Msg, chu
 	wait := time.Millisecond
 	for {
 		batch := nuid.Next()
+		if !s.nc.IsConnected() {
+			// The chunks would wait in the reconnect buffer and be
+			// sent, uncommitted, after the outage.
+			return 0, fmt.Errorf("commit job %s: %w: %w", id, errUnavailable, natsgo.ErrDisconnected)
+		}
 		for i, c := range chunks {
 			lm := natsgo.NewMsg(s.logSubject(id))
 			lm.Data = c
@@ -331,12 +346,12 @@ const (
 // missingOrConflict tells a failed revision check on a job that does not
 // exist from one on a job that moved on.
 func (s *JobStore) missingOrConflict(ctx context.Context, id string) error {
-	_, err := s.stream.GetLastMsgForSubject(ctx, s.stateSubject(id))
+	_, err := s.GetJob(ctx, id)
 	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case errors.Is(err, jobcast.ErrJobNotFound):
 		return jobcast.ErrJobNotFound
 	case err != nil:
-		return fmt.Errorf("get job %s: %w", id, err)
+		return err
 	}
 	return jobcast.ErrConflict
 }
@@ -344,8 +359,13 @@ func (s *JobStore) missingOrConflict(ctx context.Context, id string) error {
 // Messages implements jobcast.JobStore by reading the job's log subject
 // through a short-lived ordered consumer.
 func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) ([]protocol.Envelope, error) {
+	ctx, release, err := whileConnected(ctx, s.nc)
+	if err != nil {
+		return nil, fmt.Errorf("read the log of %s: %w", jobID, err)
+	}
+	defer release()
 	out := []protocol.Envelope{}
-	err := s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(data []byte) error {
+	err = s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(data []byte) error {
 		var envs []protocol.Envelope
 		if err := json.Unmarshal(data, &envs); err != nil {
 			return fmt.Errorf("decode logged messages of %s: %w", jobID, err)
@@ -358,7 +378,7 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, outageError(ctx, err)
 	}
 	// The log is appended in seq order under the revision check; sorting
 	// guards the contract rather than fixing a known disorder.
