@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/hub"
+	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/telemetry"
 )
 
@@ -90,6 +91,25 @@ func (e *Exporter) WatchHub(h *hub.Hub) {
 			func() float64 { return float64(h.Totals().BytesSent) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jobcast_progress_throttled_total", Help: "Progress frames coalesced away by throttling."},
 			func() float64 { return float64(h.Totals().ProgressThrottled) }),
+	)
+}
+
+// WatchSpool exports the job store spool's queue (embedded mode): writes
+// held in memory while the store refuses them, and what became of them.
+func (e *Exporter) WatchSpool(s *jobs.Spool) {
+	e.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jobcast_job_writes_queued",
+			Help: "Job store writes held in memory because the store refuses writes (disk full, read-only data dir); lost if the process dies."},
+			func() float64 { return float64(s.Stats().Queued) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jobcast_job_writes_flushed_late_total",
+			Help: "Queued job store writes written once the store took writes again."},
+			func() float64 { return float64(s.Stats().FlushedLate) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jobcast_job_writes_refused_total",
+			Help: "Job writes refused with 503 because the store refused them and the in-memory queue was full."},
+			func() float64 { return float64(s.Stats().Refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jobcast_job_writes_dropped_total",
+			Help: "Queued job store writes the store rejected for good (their job was deleted meanwhile), and so lost."},
+			func() float64 { return float64(s.Stats().Dropped) }),
 	)
 }
 

@@ -1,17 +1,23 @@
 package promexport_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/inmem"
+	"github.com/jobcast/jobcast/internal/clocktest"
 	"github.com/jobcast/jobcast/internal/jobcasttest"
+	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/promexport"
+	"github.com/jobcast/jobcast/protocol"
 	"github.com/jobcast/jobcast/telemetry"
 )
 
@@ -116,4 +122,33 @@ func TestExporterReadsRecorder(t *testing.T) {
 			t.Errorf("exposition lacks %q", want)
 		}
 	}
+}
+
+// The job store spool's queue is exported, so a full disk's backlog is
+// visible: here one write held while the store refuses writes.
+func TestExporterReadsSpool(t *testing.T) {
+	t.Parallel()
+	store := &refusingStore{JobStore: inmem.NewJobStore()}
+	spool := jobs.NewSpool(store, jobs.SpoolOptions{Clock: clocktest.New(time.Unix(0, 0))})
+	t.Cleanup(func() { spool.Close() })
+	job := &jobcast.Job{JobState: protocol.JobState{JobID: "j", Pipeline: "p", Status: protocol.StatusPending}}
+	if err := spool.CreateJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	e := promexport.New(nil)
+	e.WatchSpool(spool)
+	out := scrape(t, e)
+	for _, want := range []string{"jobcast_job_writes_queued 1", "jobcast_job_writes_flushed_late_total 0",
+		"jobcast_job_writes_refused_total 0", "jobcast_job_writes_dropped_total 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("exposition lacks %q", want)
+		}
+	}
+}
+
+// refusingStore refuses every write as a full disk does.
+type refusingStore struct{ jobcast.JobStore }
+
+func (refusingStore) CreateJob(context.Context, *jobcast.Job) error {
+	return jobcast.Errorf(protocol.ErrUnavailable, "disk full")
 }

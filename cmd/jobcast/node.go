@@ -126,10 +126,14 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		return nil, err
 	}
 	store := engines.store
+	var spool *jobs.Spool
 	if urls.NATS == "" {
+		// A full disk or a read-only data dir does not stop delivery:
+		// writes SQLite refuses are applied in memory and written later.
+		spool = jobs.NewSpool(store, jobs.SpoolOptions{Clock: clock, Log: log})
 		// The node is the embedded store's only writer, so a cache of
 		// the jobs it commits is never older than the store.
-		store = jobs.NewCachedStore(store, 0)
+		store = jobs.NewCachedStore(spool, 0)
 	}
 	n.store, n.closeEngines = store, engines.close
 	events, err := openTelemetry(ctx, cfg, urls, log)
@@ -143,6 +147,9 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	n.recorder.Start()
 	exporter := promexport.New(n.recorder)
 	exporter.WatchRecorder(n.recorder)
+	if spool != nil {
+		exporter.WatchSpool(spool)
+	}
 	n.evRetain = telemetry.NewRetention(events, clock, log, cfg.TelemetryRetention)
 	n.evRetain.Start()
 
