@@ -18,6 +18,11 @@ type Config struct {
 	// URL is the server's HTTP base URL, e.g. http://127.0.0.1:8080; it
 	// must be a loopback address.
 	URL string `json:"url"`
+	// ClientURLs, if set, are the nodes the clients connect to instead of
+	// URL, which keeps the producers and the server readings: each client
+	// process gets one in turn (at least one process per URL), so a run
+	// can publish through one cluster node and deliver through others.
+	ClientURLs []string `json:"clientUrls,omitempty"`
 	// APIKey is a producer API key of the server (required).
 	APIKey string `json:"-"`
 	// AdminToken reads /metrics and /v1/debug/runtime: server frames, heap
@@ -121,8 +126,10 @@ func (c Config) validate() error {
 	if c.APIKey == "" {
 		return errors.New("loadgen: a producer API key is required")
 	}
-	if err := CheckLoopback(c.URL); err != nil {
-		return err
+	for _, u := range append([]string{c.URL}, c.ClientURLs...) {
+		if err := CheckLoopback(u); err != nil {
+			return err
+		}
 	}
 	switch {
 	case c.Conns < 1 || c.WatchersPerJob < 1:

@@ -99,13 +99,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		tickets[i] = jobs[i/cfg.WatchersPerJob]
 	}
 	procs := (cfg.Conns + cfg.ConnsPerProcess - 1) / cfg.ConnsPerProcess
+	clientURLs := []string{base}
+	if len(cfg.ClientURLs) > 0 {
+		clientURLs = cfg.ClientURLs
+		procs = max(procs, len(clientURLs))
+	}
 	cctx, cancelClients := context.WithCancel(ctx)
 	defer cancelClients()
 	sides := make([]side, procs)
 	for i := range sides {
 		lo, hi := i*len(tickets)/procs, (i+1)*len(tickets)/procs
 		p := plan{
-			BaseURL: base, APIKey: cfg.APIKey, Tickets: tickets[lo:hi],
+			BaseURL: strings.TrimRight(clientURLs[i%len(clientURLs)], "/"), APIKey: cfg.APIKey, Tickets: tickets[lo:hi],
 			ConnectRate: cfg.ConnectRate / float64(procs),
 			SourceIPs:   cfg.SourceIPs, FirstIP: i * cfg.SourceIPs / procs,
 			Network: cfg.Network, Churn: cfg.Churn, ChurnFor: cfg.Duration,

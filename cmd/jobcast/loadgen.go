@@ -40,6 +40,7 @@ func runLoadgen(ctx context.Context, args []string, env envLookup, stdin io.Read
 	var network, jsonOut string
 	var asJSON, worker bool
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the server (loopback only)")
+	clientURLs := fs.String("client-urls", "", "comma-separated base URLs of the nodes the clients connect to (default -url): producers use -url, so a cluster run delivers across nodes")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "producer API key (default: the first of $JOBCAST_API_KEYS)")
 	fs.StringVar(&qf.token, "admin-token", "", "admin token, for /metrics and /v1/debug/runtime (default $JOBCAST_ADMIN_TOKEN, else the data dir's admin-token file; optional)")
 	fs.StringVar(&qf.dataDir, "data-dir", "", "data dir whose admin-token file to read (default $JOBCAST_DATA_DIR, else ./jobcast-data)")
@@ -65,6 +66,11 @@ func runLoadgen(ctx context.Context, args []string, env envLookup, stdin io.Read
 	}
 	if worker {
 		return loadgen.WorkerMain(ctx, stdin, stdout)
+	}
+	for _, u := range strings.Split(*clientURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.ClientURLs = append(cfg.ClientURLs, u)
+		}
 	}
 	if cfg.APIKey == "" {
 		if v, ok := env("JOBCAST_API_KEYS"); ok {
