@@ -4,7 +4,7 @@ PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-race lint bench bench-idle bench-load bench-smoke fuzz demo clean
+.PHONY: help build test test-race lint bench bench-idle bench-load bench-smoke fuzz demo cluster-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ fuzz: ## run each fuzz target for FUZZTIME
 
 demo: ## run the live demo (embedded mode, no services needed)
 	$(GO) run ./cmd/jobcast demo
+
+cluster-demo: ## 3 nodes on this machine: embedded NATS, ClickHouse if one runs, traffic; DURATION=2m stops it (docs/cluster.md)
+	scripts/cluster-demo.sh $(if $(DURATION),-duration $(DURATION))
 
 clean: ## remove build output and demo data
 	rm -rf bin jobcast-demo-data

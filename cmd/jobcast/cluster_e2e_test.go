@@ -5,13 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +31,7 @@ import (
 	"github.com/jobcast/jobcast/clickhouse/chtest"
 	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/dashboard"
+	"github.com/jobcast/jobcast/internal/natsdev"
 	"github.com/jobcast/jobcast/nats/natstest"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -561,5 +568,121 @@ func TestClusterEndToEnd(t *testing.T) {
 	// Nothing after the burst (more errors, a dead node) paged again.
 	if n := slack.firing(alerting.RuleErrorRate); n != 1 {
 		t.Fatalf("Slack got %d firing messages for %s by the end, want exactly 1", n, alerting.RuleErrorRate)
+	}
+}
+
+// demoChildEnv makes this test binary a program of the cluster demo:
+// `jobcast …` (Main) or, with first argument nats-dev, jobcast-nats-dev.
+// The demo script runs it through a wrapper, so the test needs no second
+// build of the (cgo, DuckDB) binary.
+const demoChildEnv = "JOBCAST_DEMO_CHILD"
+
+// TestClusterDemoChild is a program of the cluster demo test, not a test:
+// in a normal run it returns at once. Its arguments follow -- on the
+// command line.
+func TestClusterDemoChild(t *testing.T) {
+	if os.Getenv(demoChildEnv) == "" {
+		return
+	}
+	args := flag.Args()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	rc := 0
+	if len(args) > 0 && args[0] == "nats-dev" {
+		if err := natsdev.Run(ctx, args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "nats-dev:", err)
+			rc = 1
+		}
+	} else {
+		rc = Main(ctx, args, os.LookupEnv, os.Stdout, os.Stderr)
+	}
+	stop()
+	os.Exit(rc)
+}
+
+// TestClusterDemo runs `make cluster-demo` as a terminal would, with this
+// test binary standing in for the binaries: NATS, three nodes and their
+// traffic come up, each traffic round checks its phones ended with the
+// server's state, and Ctrl-C (SIGINT to the process group) stops
+// everything: make exits and no node or NATS port answers any more.
+func TestClusterDemo(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("make is not installed: the cluster-demo target cannot run")
+	}
+	ch := "clickhouse://127.0.0.1:1/jobcast_demo" // nothing listens: the demo runs without ClickHouse
+	if os.Getenv(chtest.EnvURL) != "" {
+		ch = chtest.URL(t)
+	}
+	dir := t.TempDir()
+	wrap := func(name, first string) string {
+		p := filepath.Join(dir, name)
+		script := fmt.Sprintf("#!/bin/sh\n%s=1 exec %q -test.run='^TestClusterDemoChild$' -test.count=1 -- %s \"$@\"\n", demoChildEnv, os.Args[0], first)
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "-s", "-C", root, "cluster-demo", "DURATION=60s")
+	cmd.Env = append(os.Environ(),
+		"JOBCAST_BIN="+wrap("jobcast", ""), "JOBCAST_NATS_DEV_BIN="+wrap("jobcast-nats-dev", "nats-dev"),
+		"JOBCAST_DEMO_PORT=0", "JOBCAST_DEMO_CONNS=10", "JOBCAST_DEMO_ROUND=1s", "JOBCAST_DEMO_CLICKHOUSE_URL="+ch)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // no-op once it stopped
+	})
+	round := regexp.MustCompile(`traffic to node-\d, round \d+: +latency p50`)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(round.FindAllString(out.String(), -1)) < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("make cluster-demo ended (%v) before three traffic rounds:\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no three traffic rounds after 60s:\n%s", out.String())
+		}
+	}
+	text := out.String()
+	urls := regexp.MustCompile(`node-\d  (http://127\.0\.0\.1:\d+)/dashboard`).FindAllStringSubmatch(text, -1)
+	natsURL := regexp.MustCompile(`nats://(127\.0\.0\.1:\d+)`).FindStringSubmatch(text)
+	if len(urls) != 3 || natsURL == nil {
+		t.Fatalf("want three dashboards and a NATS URL in the output:\n%s", text)
+	}
+	if os.Getenv(chtest.EnvURL) != "" && !strings.Contains(text, "every node writes telemetry to") ||
+		os.Getenv(chtest.EnvURL) == "" && !strings.Contains(text, "no ClickHouse on 127.0.0.1:1") {
+		t.Fatalf("the demo does not say whether it uses ClickHouse:\n%s", text)
+	}
+	// Ctrl-C.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("make cluster-demo did not stop within 60s of Ctrl-C:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "cluster-demo: stopped") {
+		t.Fatalf("no clean stop:\n%s", out.String())
+	}
+	addrs := []string{natsURL[1]}
+	for _, u := range urls {
+		addrs = append(addrs, strings.TrimPrefix(u[1], "http://"))
+	}
+	for _, a := range addrs {
+		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after the demo stopped", a)
+		}
 	}
 }
