@@ -307,6 +307,11 @@ func login(t *testing.T, ctx context.Context, s *stack, query string) {
 		chromedp.Click(chromedp.ID("login-submit")),
 		chromedp.WaitVisible(chromedp.CSS(".status.live")),
 	)
+	// The form post passed the CSRF origin check, and the header names
+	// who signed in.
+	if who := eval[string](t, ctx, `document.getElementById('whoami').innerText`); who != "Signed in as admin (admin)" {
+		t.Errorf("header says %q", who)
+	}
 }
 
 // shown is the figures the page shows and the window they are for, read at
@@ -748,7 +753,7 @@ func TestBrowserNoLogin(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		if !strings.HasPrefix(p.Path, "/dashboard/login?next=") || p.Figures != 0 || p.Status != http.StatusUnauthorized ||
-			strings.Contains(p.Text, "Connection health") || !strings.Contains(p.Text, "Admin token") {
+			strings.Contains(p.Text, "Connection health") || !strings.Contains(p.Text, "the admin token") {
 			t.Errorf("%s: %+v", what, p)
 		}
 	}
@@ -767,4 +772,14 @@ func TestBrowserNoLogin(t *testing.T) {
 	}
 	run(t, ctx, "back to the dashboard", chromedp.Navigate(s.URL+"/dashboard?range=24h"), chromedp.WaitVisible(chromedp.ID("token")))
 	check("after a wrong token")
+
+	// Log in, then out through the header's form: it carries the
+	// session's CSRF token and the page's origin, so the server ends the
+	// session.
+	login(t, ctx, s, "range=24h")
+	run(t, ctx, "log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")))
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/dashboard/api/overview?range=1h').then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil || st != http.StatusUnauthorized {
+		t.Errorf("after logout the data endpoint answers %d (%v)", st, err)
+	}
 }
