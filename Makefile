@@ -4,7 +4,7 @@ PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: help build test test-race lint bench bench-idle bench-load bench-smoke fuzz demo cluster-demo clean
+.PHONY: help build test test-race lint bench bench-idle bench-load bench-smoke fuzz demo cluster-demo bench-cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ bench-idle: ## memory per idle connection at 10,000 connections (a second proces
 
 bench-load: ## jobcast loadgen scenarios against a server process (docs/loadgen.md); SCENARIOS= picks some
 	bench/load.sh $(SCENARIOS)
+
+bench-cluster: ## cluster numbers against serve processes on embedded NATS (docs/cluster.md#numbers); SCENARIOS= picks some
+	bench/cluster.sh $(SCENARIOS)
 
 bench-smoke: ## run every benchmark once, so none can rot
 	$(GO) test -run='^$$' -bench=. -benchtime=1x $(PKGS)
