@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -36,11 +37,14 @@ type outFrame struct {
 	close bool // data is a close-frame payload
 }
 
-// conn is one client connection. Its reader is the HTTP handler goroutine;
-// a writer goroutine runs only while frames are queued.
+// conn is one client connection. After the upgrade it is read by the
+// poller (a goroutine only while a frame is being handled; see doc.go) or,
+// where there is no poller, by a goroutine of its own; a writer goroutine
+// runs only while frames are queued. gorilla's Conn is dropped after the
+// upgrade: the hub frames what it writes and parses what it reads itself.
 type conn struct {
 	h           *Hub
-	ws          *websocket.Conn
+	nc          net.Conn
 	id          string
 	ip          string
 	connectedAt time.Time
@@ -57,6 +61,21 @@ type conn struct {
 	// dropped is set when the connection is cut off as a slow consumer; the
 	// writer then stops writing instead of waiting on the client.
 	dropped atomic.Bool
+	// closeSent is set by whoever writes the close frame: one is sent, as
+	// gorilla's Conn allowed.
+	closeSent atomic.Bool
+	// finished is set when the connection has been torn down and forgotten.
+	finished atomic.Bool
+	// rs is the reader's state (readIdle, readBusy, readDone): who may end
+	// the connection when its socket is closed.
+	rs atomic.Int32
+
+	// Reader state, touched only by the reader of the moment.
+	raw     syscall.RawConn // set when the poller reads the connection
+	pollID  uint64          // the connection's key in the poller
+	partial []byte          // an incomplete frame kept between reads
+	frag    *fragments      // an unfinished fragmented message, rarely set
+	discard bool            // start closed the connection: read frames are dropped
 
 	mu              sync.Mutex
 	cc              ClientContext
@@ -88,14 +107,15 @@ type conn struct {
 	rateCount       int
 	closeCode       int
 	closeReason     string
-	started         bool  // ready was sent: the connection counts as connected
-	progressSent    int64 // job_progress frames queued
+	grace           *time.Timer // ends the connection closeGrace after our close frame
+	started         bool        // ready was sent: the connection counts as connected
+	progressSent    int64       // job_progress frames queued
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
+func (h *Hub) newConn(nc net.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
 	return &conn{
 		h:           h,
-		ws:          ws,
+		nc:          nc,
 		id:          fmt.Sprintf("%s-%x", h.opt.NodeID, h.nextID.Add(1)),
 		ip:          ip,
 		jobID:       jobID,
@@ -437,8 +457,8 @@ func (c *conn) enqueueLocked(data []byte) {
 
 func (c *conn) pushLocked(f outFrame) {
 	c.queue = append(c.queue, f)
-	// Before the upgrade (ws nil) frames wait; attach starts the writer.
-	if !c.writing && !c.closed && c.ws != nil {
+	// Before the upgrade (nc nil) frames wait; attach starts the writer.
+	if !c.writing && !c.closed && c.nc != nil {
 		c.writing = true
 		c.h.wg.Add(1)
 		go c.writeLoop()
@@ -471,17 +491,17 @@ func (c *conn) slowConsumerLocked() {
 	// Set dropped before the deadline: a writer that sets its own deadline
 	// after this one sees the flag and stops.
 	c.dropped.Store(true)
-	if c.ws != nil {
-		_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+	if c.nc != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	}
 }
 
 // attach gives a connection that joined its job before the upgrade its
 // socket, and starts a writer for what was queued meanwhile (a revocation).
-func (c *conn) attach(ws *websocket.Conn) {
+func (c *conn) attach(nc net.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ws = ws
+	c.nc = nc
 	if len(c.queue) > 0 && !c.writing && !c.closed {
 		c.writing = true
 		c.h.wg.Add(1)
@@ -491,7 +511,7 @@ func (c *conn) attach(ws *websocket.Conn) {
 
 // closeNow writes a close frame directly, before the connection is shared.
 func (c *conn) closeNow(code int, reason string) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.writeClose(websocket.FormatCloseMessage(code, reason))
 }
 
 func (c *conn) stopTimersLocked() {
@@ -524,7 +544,7 @@ func (c *conn) writeLoop() {
 		c.queue = spare
 		c.mu.Unlock()
 		if err := c.writeBatch(batch); err != nil {
-			c.ws.Close()
+			c.abort()
 			c.mu.Lock()
 			c.closing = true
 			c.writing = false
@@ -569,7 +589,7 @@ func (c *conn) writeBatch(batch []outFrame) error {
 		if len(buf) == 0 {
 			return nil
 		}
-		nc := c.ws.NetConn()
+		nc := c.nc
 		_ = nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 		// After the deadline: slowConsumerLocked sets the flag before its
 		// own, shorter deadline, so one of the two stops this write.
@@ -592,8 +612,8 @@ func (c *conn) writeBatch(batch []outFrame) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			_ = c.ws.WriteControl(websocket.CloseMessage, f.data, time.Now().Add(time.Second))
-			_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+			c.writeClose(f.data)
+			c.startGrace()
 			continue
 		}
 		buf = appendTextFrame(buf, f.data)
@@ -622,30 +642,6 @@ func appendTextFrame(b, payload []byte) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	return append(b, payload...)
-}
-
-// readLoop reads client frames until the connection ends.
-func (c *conn) readLoop() {
-	c.ws.SetReadLimit(c.h.cfg.MaxFrameBytes)
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.noteReadError(err)
-			return
-		}
-		c.onFrame(data)
-	}
-}
-
-// readUntilClosed drains the peer's frames while a close handshake finishes.
-func (c *conn) readUntilClosed() {
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace + time.Second))
-	for {
-		if _, _, err := c.ws.ReadMessage(); err != nil {
-			c.noteReadError(err)
-			return
-		}
-	}
 }
 
 func (c *conn) noteReadError(err error) {
@@ -913,6 +909,9 @@ func (c *conn) teardown() {
 	}
 	c.closed, c.closing = true, true
 	c.stopTimersLocked()
+	if c.grace != nil {
+		c.grace.Stop()
+	}
 	c.queue, c.liveBuf = nil, nil
 	e := c.entry
 	if c.started {
@@ -928,7 +927,7 @@ func (c *conn) teardown() {
 	if e != nil {
 		c.h.leave(c, e)
 	}
-	c.ws.Close()
+	c.nc.Close()
 }
 
 func (c *conn) info() ConnInfo {

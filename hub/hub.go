@@ -38,6 +38,10 @@ type Options struct {
 	// Params assigns experiment values (heartbeat interval, throttle
 	// window) to each connection; nil keeps the config's for all.
 	Params jobcast.ParamAssigner
+	// GoroutineReaders reads each connection in a goroutine of its own
+	// instead of through the poller, as on systems without epoll (for
+	// tests of that path, and as a way back).
+	GoroutineReaders bool
 }
 
 // Hub accepts client connections and fans job messages out to them.
@@ -46,11 +50,13 @@ type Hub struct {
 	cfg      jobcast.Config
 	upgrader websocket.Upgrader
 
-	trust     *httputil.ProxyTrust
-	ipConns   *ratelimit.Counter
-	ipRate    *ratelimit.Limiter
-	connCount atomic.Int64
-	nextID    atomic.Uint64
+	trust *httputil.ProxyTrust
+	// goroutineReaders is Options.GoroutineReaders, switchable by tests.
+	goroutineReaders atomic.Bool
+	ipConns          *ratelimit.Counter
+	ipRate           *ratelimit.Limiter
+	connCount        atomic.Int64
+	nextID           atomic.Uint64
 	// Totals since start, for /metrics.
 	framesSent, bytesSent, throttledTotal atomic.Int64
 
@@ -95,12 +101,14 @@ func New(opt Options) *Hub {
 	if h.opt.Recorder == nil {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
+	h.goroutineReaders.Store(opt.GoroutineReaders)
 	h.upgrader = websocket.Upgrader{
-		// Client frames are pongs (about 80 bytes) and the odd hello;
-		// a frame larger than the buffer is still read, in pieces. Every
-		// idle connection holds this buffer, so it is kept small.
-		ReadBufferSize:    256,
-		WriteBufferSize:   1024, // unused: writeBatch frames and writes itself
+		// Unused after the upgrade (the hub reads and writes frames
+		// itself and drops gorilla's Conn), but allocated by it: the
+		// smallest sizes gorilla accepts. A zero ReadBufferSize would make
+		// it keep net/http's 4 KiB reader instead.
+		ReadBufferSize:    1,
+		WriteBufferSize:   1,
 		WriteBufferPool:   &sync.Pool{},
 		Subprotocols:      []string{protocol.Subprotocol},
 		HandshakeTimeout:  10 * time.Second,
@@ -327,16 +335,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ipConns.Release(ip)
 		return // the upgrader wrote the error response
 	}
+	// Only the socket is kept: gorilla's Conn and its read buffer would
+	// be a sixth of an idle connection's memory, and the hub frames both
+	// directions itself.
+	nc := ws.NetConn()
 	if c == nil {
-		c = h.newConn(ws, jobID, ip, cc, now)
+		c = h.newConn(nc, jobID, ip, cc, now)
 	} else {
-		c.attach(ws)
+		c.attach(nc)
 	}
 	if !h.track(c) {
 		abandon()
 		h.ipConns.Release(ip)
 		c.closeNow(protocol.CloseGoingAway, "server shutting down")
-		ws.Close()
+		nc.Close()
 		return
 	}
 	var ls *int64
@@ -354,23 +366,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		c.awaitHello(ls)
 	}
-	// The connection lives in a goroutine of its own and the handler
-	// returns: net/http's per-request buffers, the request and the
-	// handler's grown stack would otherwise stay alive as long as the
-	// WebSocket, about two thirds of an idle connection's memory.
-	go c.serve(started)
-}
-
-// serve reads an upgraded connection until it closes; started is false
-// when start already closed it.
-func (c *conn) serve(started bool) {
-	defer c.h.ipConns.Release(c.ip)
-	defer c.h.untrack(c)
-	if !started {
-		c.readUntilClosed()
-		return
-	}
-	c.readLoop()
+	// The handler returns and the connection is read by the poller (or a
+	// goroutine of its own): net/http's per-request buffers, the request
+	// and the handler's grown stack would otherwise stay alive as long as
+	// the WebSocket, about two thirds of an idle connection's memory.
+	c.discard = !started
+	h.startReading(c)
 }
 
 // reject answers a handshake with an error and records connect_failed.
@@ -566,7 +567,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
-			c.ws.Close()
+			c.abort()
 		}
 		<-done
 		return ctx.Err()
