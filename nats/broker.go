@@ -3,9 +3,11 @@ package nats
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 
@@ -27,6 +29,22 @@ type Broker struct {
 	nc     *natsgo.Conn
 	prefix string
 	log    *slog.Logger
+
+	// store, when set (CatchUpFrom), is where subscriptions catch up on
+	// the messages NATS lost; subs are the subscriptions to catch up.
+	store jobcast.JobStore
+	mu    sync.Mutex
+	subs  map[*subscription]struct{}
+}
+
+// subscription is one Subscribe's delivery state, for catching up.
+type subscription struct {
+	jobID string
+	fn    func(*jobcast.Message)
+	// mu orders live delivery and catch-up, so fn sees seqs in order.
+	mu sync.Mutex
+	// last is the highest seq handed to fn (0: none yet).
+	last int64
 }
 
 // NewBroker returns a Broker on nc publishing under prefix (DefaultPrefix
@@ -39,6 +57,98 @@ func NewBroker(nc *natsgo.Conn, prefix string, log *slog.Logger) *Broker {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Broker{nc: nc, prefix: prefix, log: log}
+}
+
+// catchUpTimeout bounds one subscription's catch-up reads.
+const catchUpTimeout = 5 * time.Second
+
+// CatchUpFrom makes b deliver the job messages NATS lost, read from store
+// (the job store on the same NATS), and returns b. Core NATS is
+// at-most-once: while a node reconnects, what other nodes publish is not
+// delivered to it, and its clients stay connected, so they would miss those
+// messages (an acknowledged error message, or the terminal one, leaving the
+// client waiting) until they resume. With a store, each subscription
+// catches up after every reconnect, and whenever a message's seq skips
+// ahead of the last one delivered (a message lost, or two nodes' messages
+// of one job overtaking each other): it reads the job and its log and
+// delivers what it missed, in seq order, as a resuming client gets it (the
+// logged messages and the latest progress). Messages at or below the last
+// seq delivered are dropped. Call it before the first Subscribe.
+func (b *Broker) CatchUpFrom(store jobcast.JobStore) *Broker {
+	b.store = store
+	b.subs = map[*subscription]struct{}{}
+	prev := b.nc.Opts.ReconnectedCB
+	b.nc.SetReconnectHandler(func(nc *natsgo.Conn) {
+		if prev != nil {
+			prev(nc)
+		}
+		go b.catchUpAll()
+	})
+	return b
+}
+
+// catchUpAll catches every subscription up, after a reconnect.
+func (b *Broker) catchUpAll() {
+	b.mu.Lock()
+	subs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.mu.Lock()
+		b.catchUpLocked(s)
+		s.mu.Unlock()
+	}
+}
+
+// catchUpLocked delivers what the store has after s.last; s.mu is held.
+func (b *Broker) catchUpLocked(s *subscription) {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	job, err := b.store.GetJob(ctx, s.jobID)
+	if err != nil {
+		if !errors.Is(err, jobcast.ErrJobNotFound) {
+			b.log.Warn("catching up on missed messages failed; clients catch up when they resume", "job", s.jobID, "err", err)
+		}
+		return
+	}
+	if job.Seq <= s.last {
+		return
+	}
+	logged, err := b.store.Messages(ctx, s.jobID, s.last)
+	if err != nil {
+		b.log.Warn("catching up on missed messages failed; clients catch up when they resume", "job", s.jobID, "err", err)
+		return
+	}
+	for _, env := range jobcast.ReplayAfter(logged, job.LastProgress, s.last) {
+		m, err := jobcast.NewMessage(env)
+		if err != nil {
+			b.log.Warn("dropping an unencodable logged message", "job", s.jobID, "seq", env.Seq, "err", err)
+			continue
+		}
+		s.fn(m)
+		s.last = env.Seq
+	}
+}
+
+// deliver hands a live message to s, catching up first when its seq
+// skips ahead of the last one delivered.
+func (b *Broker) deliver(s *subscription, m *jobcast.Message) {
+	if b.store == nil || m.Seq <= 0 { // no catch-up, or an internal message
+		s.fn(m)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last > 0 && m.Seq > s.last+1 {
+		b.catchUpLocked(s)
+	}
+	if m.Seq <= s.last {
+		return // delivered already, by a catch-up
+	}
+	s.last = m.Seq
+	s.fn(m)
 }
 
 func (b *Broker) subject(jobID string) string { return b.prefix + ".msg." + token(jobID) }
@@ -69,6 +179,7 @@ func (b *Broker) Publish(_ context.Context, jobID string, msgs []*jobcast.Messag
 // published afterwards through any node reaches fn.
 func (b *Broker) Subscribe(jobID string, fn func(*jobcast.Message)) (func(), error) {
 	subj := b.subject(jobID)
+	st := &subscription{jobID: jobID, fn: fn}
 	sub, err := b.nc.Subscribe(subj, func(nm *natsgo.Msg) {
 		m := &jobcast.Message{}
 		if err := json.Unmarshal(nm.Data, &m.Envelope); err != nil {
@@ -78,7 +189,7 @@ func (b *Broker) Subscribe(jobID string, fn func(*jobcast.Message)) (func(), err
 		if nm.Header.Get(noFrameHeader) == "" {
 			m.Frame = nm.Data
 		}
-		fn(m)
+		b.deliver(st, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
@@ -93,9 +204,19 @@ func (b *Broker) Subscribe(jobID string, fn func(*jobcast.Message)) (func(), err
 			return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
 		}
 	}
+	if b.store != nil {
+		b.mu.Lock()
+		b.subs[st] = struct{}{}
+		b.mu.Unlock()
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			if b.store != nil {
+				b.mu.Lock()
+				delete(b.subs, st)
+				b.mu.Unlock()
+			}
 			if err := sub.Unsubscribe(); err != nil && err != natsgo.ErrConnectionClosed {
 				b.log.Warn("unsubscribe failed", "subject", subj, "err", err)
 			}
