@@ -81,6 +81,21 @@ func (e *jobEngines) openAlertStore(ctx context.Context, cfg jobcast.Config) (jo
 	return nats.NewAlertStore(ctx, e.nc, nats.KVConfig{})
 }
 
+// userStore is a user store the node closes.
+type userStore interface {
+	jobcast.UserStore
+	Close() error
+}
+
+// openUserStore opens the users beside the job store: SQLite, or NATS KV,
+// where every node sees the same users (and revocations).
+func (e *jobEngines) openUserStore(ctx context.Context, cfg jobcast.Config) (userStore, error) {
+	if e.nc == nil {
+		return sqlite.OpenUserStore(ctx, filepath.Join(cfg.DataDir, "jobcast.db"))
+	}
+	return nats.NewUserStore(ctx, e.nc, nats.KVConfig{})
+}
+
 // alertLease returns the lease that makes one cluster node the alert
 // evaluator, not yet started; nil embedded, where the node always leads.
 func (e *jobEngines) alertLease(ctx context.Context, cfg jobcast.Config, clock jobcast.Clock, log *slog.Logger) (*nats.Lease, error) {

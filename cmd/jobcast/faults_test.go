@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -624,13 +625,14 @@ func firstLine(s string) string {
 
 // TestFaultDiskFull runs `jobcast serve` on a data dir in a small tmpfs and
 // fills it while a job is followed (root is not stopped by chmod, but a full
-// file system stops everyone). Producers get 503 E_UNAVAILABLE with
-// Retry-After, the log names the cause, connected clients stay connected,
-// failed telemetry writes are counted on /metrics, and once space is freed
-// producers, delivery and telemetry work again with nothing acknowledged
-// lost; a client can connect while the disk is full. Then the tmpfs is
-// remounted read-only: serve refuses to start with
-// a message naming it, and starts again once it is writable.
+// file system stops everyone). Producers' events are accepted with
+// durable:false and reach the connected client from memory, the log names
+// the cause, failed telemetry writes are counted on /metrics, a client can
+// connect, or resume with lastSeq, while the disk is full, and once space is
+// freed the queued events are written to SQLite in order (a restarted
+// server has them) and delivery and telemetry work on, with nothing
+// acknowledged lost. Then the tmpfs is remounted read-only: serve refuses
+// to start with a message naming it, and starts again once it is writable.
 func TestFaultDiskFull(t *testing.T) {
 	t.Parallel()
 	mnt := filepath.Join(t.TempDir(), "mnt")
@@ -682,25 +684,41 @@ func TestFaultDiskFull(t *testing.T) {
 	filler := filepath.Join(mnt, "filler")
 	fill(t, filler)
 	// Producers: a few events may still fit in pages SQLite holds; then
-	// every one is refused with 503 and Retry-After, never a 500.
-	var accepted, refused int
-	for refused < 5 {
-		_, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("error", map[string]any{"code": "E_FULL_TEST", "message": strings.Repeat("x", 1000)}))
-		var ae *client.APIError
-		switch {
-		case err == nil:
-			accepted++
-			if accepted > 1000 {
-				t.Fatal("1000 events fit on a full file system")
-			}
-		case errors.As(err, &ae) && ae.Status == 503 && ae.Code == protocol.ErrUnavailable && ae.RetryAfter > 0:
-			refused++
-		default:
-			t.Fatalf("producer on a full disk: %v (%+v)", err, ae)
+	// each is accepted with durable:false, applied and delivered from
+	// memory, and queued until the disk takes writes again; never a 5xx.
+	var durable, queued []int64 // seqs of the error events sent
+	for len(queued) < 20 {
+		seq, d := sendDurable(t, base, env["JOBCAST_API_KEYS"], tk.JobID,
+			client.NewEvent("error", map[string]any{"code": "E_FULL_TEST", "message": strings.Repeat("x", 1000)}))
+		if d {
+			durable = append(durable, seq)
+		} else {
+			queued = append(queued, seq)
+		}
+		if len(durable) > 1000 {
+			t.Fatal("1000 events fit on a full file system")
 		}
 	}
-	if !strings.Contains(p1.stderr.String(), "database or disk is full") {
+	last := queued[len(queued)-1]
+	if !strings.Contains(p1.stderr.String(), "database or disk is full") || !strings.Contains(p1.stderr.String(), "the job store refuses writes") {
 		t.Errorf("the log does not say the disk is full:\n%s", p1.stderr.String())
+	}
+	// The connected watcher gets every event sent while the disk is full.
+	poll(t, "the watcher to get the events sent while the disk is full", 20*time.Second, func() bool {
+		s := x.messageSeqs()
+		return len(s) > 0 && s[len(s)-1] >= last
+	})
+	seen := map[int64]bool{}
+	for _, s := range x.messageSeqs() {
+		seen[s] = true
+	}
+	for _, s := range queued {
+		if !seen[s] {
+			t.Errorf("the watcher missed seq %d, sent while the disk was full", s)
+		}
+	}
+	if n := diskFullMetric(t, base, env["JOBCAST_ADMIN_TOKEN"], "jobcast_job_writes_queued"); n < 1 {
+		t.Errorf("jobcast_job_writes_queued %v while the disk is full", n)
 	}
 	// Telemetry: failed handshakes make events the full store cannot
 	// take; the failures are counted, delivery does not wait for them.
@@ -715,20 +733,36 @@ func TestFaultDiskFull(t *testing.T) {
 		return telemetry()["write_errors_total"] > 0
 	})
 	m := telemetry()
-	t.Logf("full: %d events accepted, then refused with 503; telemetry %v", accepted, m)
+	t.Logf("full: %d events stored, then %d held in memory (durable:false); telemetry %v", len(durable), len(queued), m)
 	if st := x.w.Stats(); st.Failures > 0 {
 		t.Errorf("the watcher lost its connection while the disk was full: %+v", st)
 	}
-	// A new client can still connect and get the job's state and log.
+	// A new client can still connect and get the job's state and log;
+	// one resuming from before the disk filled gets every queued event.
 	late := watch(t, tk)
+	resumeFrom := int64(1) // the started event
+	if len(durable) > 0 {
+		resumeFrom = durable[len(durable)-1]
+	}
+	if got := resumeLog(t, tk, resumeFrom, last); fmt.Sprint(got) != fmt.Sprint(queued) {
+		t.Errorf("a client resuming after seq %d while the disk is full got %v, want %v", resumeFrom, got, queued)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "a producer to be accepted again", 10*time.Second, func() bool {
-		_, err := prod.SendEvent(ctx, tk.JobID, client.NewEvent("progress", map[string]any{"processedCount": 50}))
-		return err == nil
+	poll(t, "the queued writes to reach the disk", 20*time.Second, func() bool {
+		return diskFullMetric(t, base, env["JOBCAST_ADMIN_TOKEN"], "jobcast_job_writes_queued") == 0
 	})
+	if n := diskFullMetric(t, base, env["JOBCAST_ADMIN_TOKEN"], "jobcast_job_writes_flushed_late_total"); n < float64(len(queued)) {
+		t.Errorf("jobcast_job_writes_flushed_late_total %v, want >= %d", n, len(queued))
+	}
+	if !strings.Contains(p1.stderr.String(), "the job store takes writes again") {
+		t.Errorf("the log does not say the disk took the queued writes:\n%s", p1.stderr.String())
+	}
+	if _, d := sendDurable(t, base, env["JOBCAST_API_KEYS"], tk.JobID, client.NewEvent("progress", map[string]any{"processedCount": 50})); !d {
+		t.Error("an event after the disk recovered is not durable")
+	}
 	finish(t, prod, base, tk, x)
 	select {
 	case err := <-late.done:
@@ -767,6 +801,16 @@ func TestFaultDiskFull(t *testing.T) {
 	if st, err := client.NewProducer(base2, env["JOBCAST_API_KEYS"]).GetJob(ctx, tk.JobID); err != nil || st.Status != protocol.StatusCompleted {
 		t.Errorf("the job after the read-only episode: %+v %v", st, err)
 	}
+	// The restarted server read everything from SQLite: every event sent
+	// while the disk was full is in the job's log, in order.
+	tk2, err := client.NewProducer(base2, env["JOBCAST_API_KEYS"]).NewToken(ctx, tk.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := resumeLog(t, tk2, 0, 0)
+	if i := slices.Index(all, queued[0]); i < 0 || fmt.Sprint(all[i:i+len(queued)]) != fmt.Sprint(queued) {
+		t.Errorf("the log after a restart %v lacks the events sent while the disk was full %v", all, queued)
+	}
 	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -789,6 +833,87 @@ func fill(t *testing.T, path string) {
 			if _, err := f.Write(chunk[:n]); err != nil {
 				break
 			}
+		}
+	}
+}
+
+// sendDurable posts one event and returns the job's seq after it and
+// whether the server says it is durable (body and header agree).
+func sendDurable(t *testing.T, base, key, jobID string, ev protocol.ProducerEvent) (int64, bool) {
+	t.Helper()
+	body, _ := json.Marshal(ev)
+	req, _ := http.NewRequest("POST", base+"/v1/jobs/"+jobID+"/events", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out struct {
+		Seq     int64 `json:"seq"`
+		Durable *bool `json:"durable"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || resp.StatusCode != http.StatusAccepted || out.Durable == nil {
+		t.Fatalf("event answered %d %s, want 202 with durable", resp.StatusCode, raw)
+	}
+	if h := resp.Header.Get("X-Jobcast-Durable"); h != fmt.Sprint(*out.Durable) {
+		t.Fatalf("X-Jobcast-Durable %q but body durable %v", h, *out.Durable)
+	}
+	return out.Seq, *out.Durable
+}
+
+// diskFullMetric reads one unlabelled sample from /metrics.
+func diskFullMetric(t *testing.T, base, admin, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+// resumeLog connects as a client resuming after lastSeq and returns the
+// seqs of the non-progress messages it is replayed, reading until seq
+// until (0: until the job's terminal message).
+func resumeLog(t *testing.T, tk *client.Ticket, lastSeq, until int64) []int64 {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(tk.WebsocketURL+"&token="+tk.Token+"&lastSeq="+fmt.Sprint(lastSeq), nil)
+	if err != nil {
+		t.Fatalf("resume after %d: %v", lastSeq, err)
+	}
+	resp.Body.Close()
+	defer c.Close()
+	var out []int64
+	for {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("resume after %d: read after %v: %v", lastSeq, out, err)
+		}
+		var env protocol.Envelope
+		if err := json.Unmarshal(data, &env); err != nil {
+			t.Fatal(err)
+		}
+		switch env.Type {
+		case protocol.TypeReady, protocol.TypePing, protocol.TypeJobProgress:
+			continue
+		}
+		out = append(out, env.Seq)
+		if (until > 0 && env.Seq >= until) || env.Type == protocol.TypeJobCompleted || env.Type == protocol.TypeJobFailed {
+			return out
 		}
 	}
 }

@@ -26,6 +26,7 @@ Usage:
   jobcast query <sub> [flags]  query a running server's telemetry: sql, metric, metrics
   jobcast alerts <sub> [flags] alerts of a running server: list, rules, history, test, silence; check a rules file
   jobcast experiments <sub>     manage a running server's A/B tests: list, create, update, start, stop, results
+  jobcast users <sub>          a running server's named users: create (viewer or admin), list, revoke
   jobcast loadgen [flags]      drive a local server with simulated clients and report the cost
   jobcast version              print the version
 
@@ -62,6 +63,8 @@ func Main(ctx context.Context, args []string, env envLookup, stdout, stderr io.W
 		err = runQuery(ctx, args[1:], env, stdout, stderr)
 	case "alerts":
 		err = runAlerts(ctx, args[1:], env, stdout, stderr)
+	case "users":
+		err = runUsers(ctx, args[1:], env, stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], env, os.Stdin, stdout, stderr)
 	case "version":

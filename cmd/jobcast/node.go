@@ -46,6 +46,8 @@ type node struct {
 	// alertLease elects the one node that evaluates alerts (cluster mode;
 	// nil embedded).
 	alertLease *nats.Lease
+	// users are the named dashboard and API users (users.go).
+	users userStore
 	// experiments assigns experiment values to connections; expStore
 	// persists experiments and assignments.
 	experiments *experiment.Service
@@ -204,12 +206,21 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, err
 	}
+	n.users, err = engines.openUserStore(ctx, cfg)
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, fmt.Errorf("user store: %w", err)
+	}
+	// One authenticator for the API and the dashboard: a revocation
+	// through this node clears both at once.
+	authn := auth.NewAuthenticator(cfg.AdminToken, n.users, clock, 0)
 	// Config.Validate has checked the proxy entries.
 	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
 	dash, err := dashboard.New(dashboard.Options{
 		Metrics: metricsLib, Events: events, Jobs: svc, Live: n.hub,
 		Alerts: n.alerts, Experiments: n.experiments,
 		AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL, Scheme: trust.Scheme,
+		Users: authn, AllowedOrigins: cfg.AllowedOrigins,
 		Clock: clock, Log: log,
 	})
 	if err != nil {
@@ -221,6 +232,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		Clock: clock, Log: log, Metrics: exporter.Handler(), Telemetry: events,
 		MetricsLib: metricsLib, GraphQL: graphql, Dashboard: dash, Alerts: n.alerts.Handler(),
 		Experiments: n.experiments.Handler(),
+		Users:       authn, UserStore: n.users,
 		Ready: func() error {
 			_, err := store.GetJob(context.Background(), "readyz-probe")
 			if errors.Is(err, jobcast.ErrJobNotFound) {
@@ -304,6 +316,11 @@ func (n *node) closeStores(ctx context.Context) error {
 	}
 	if n.stopExpWatch != nil {
 		n.stopExpWatch()
+	}
+	if n.users != nil {
+		if err := n.users.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close user store: %w", err))
+		}
 	}
 	if n.expStore != nil {
 		n.expRetain.Stop()
