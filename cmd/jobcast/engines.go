@@ -145,7 +145,10 @@ func openJobEngines(ctx context.Context, cfg jobcast.Config, urls engineURLs, lo
 		nc.Close()
 		return nil, err
 	}
-	return &jobEngines{store: store, broker: nats.NewBroker(nc, "", log), close: nc.Close, nc: nc}, nil
+	// Clients stay connected through a NATS outage: the broker catches
+	// them up from the store on what NATS lost meanwhile.
+	broker := nats.NewBroker(nc, "", log).CatchUpFrom(store)
+	return &jobEngines{store: store, broker: broker, close: nc.Close, nc: nc}, nil
 }
 
 // openTelemetry opens DuckDB in the data dir, or ClickHouse.
