@@ -84,6 +84,12 @@ type Config struct {
 	// Zero means the default, as for every limit; a negative value turns
 	// the limit off.
 	ProducerEventsPerSecPerKey float64 `yaml:"producerEventsPerSecPerKey"`
+	// SpoolMaxWrites and SpoolMaxBytes bound the job writes an embedded
+	// node holds in memory while its disk refuses them (full, read-only),
+	// delivering them meanwhile (default 10,000 writes, 64 MiB); beyond
+	// them producers get 503 E_UNAVAILABLE (docs/security.md section 4).
+	SpoolMaxWrites int   `yaml:"spoolMaxWrites"`
+	SpoolMaxBytes  int64 `yaml:"spoolMaxBytes"`
 	// TrustedProxies lists the reverse proxies (addresses or CIDR
 	// prefixes) whose X-Forwarded-For and X-Forwarded-Proto are believed
 	// (JOBCAST_TRUSTED_PROXIES). Empty: none; per-IP limits then count the
@@ -150,6 +156,12 @@ func (c Config) WithDefaults() Config {
 	if c.ProducerEventsPerSecPerKey == 0 {
 		c.ProducerEventsPerSecPerKey = 100000
 	}
+	if c.SpoolMaxWrites == 0 {
+		c.SpoolMaxWrites = 10000
+	}
+	if c.SpoolMaxBytes == 0 {
+		c.SpoolMaxBytes = 64 << 20
+	}
 	if c.MaxConnsPerJob == 0 {
 		c.MaxConnsPerJob = 100
 	}
@@ -210,6 +222,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NewConnsPerSecPerIP <= 0 || c.RequestsPerSecPerIP <= 0 {
 		errs = append(errs, errors.New("rate limits must be > 0"))
+	}
+	if c.SpoolMaxWrites < 1 || c.SpoolMaxBytes < 1 {
+		errs = append(errs, errors.New("spool max writes and bytes must be >= 1"))
 	}
 	if math.IsNaN(c.ProducerEventsPerSecPerKey) || math.IsInf(c.ProducerEventsPerSecPerKey, 0) {
 		errs = append(errs, errors.New("producer events per second per key must be a number (negative: no limit)"))

@@ -132,7 +132,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	if urls.NATS == "" {
 		// A full disk or a read-only data dir does not stop delivery:
 		// writes SQLite refuses are applied in memory and written later.
-		spool = jobs.NewSpool(store, jobs.SpoolOptions{Clock: clock, Log: log})
+		spool = jobs.NewSpool(store, jobs.SpoolOptions{MaxWrites: cfg.SpoolMaxWrites, MaxBytes: cfg.SpoolMaxBytes, Clock: clock, Log: log})
 		// The node is the embedded store's only writer, so a cache of
 		// the jobs it commits is never older than the store.
 		store = jobs.NewCachedStore(spool, 0)
