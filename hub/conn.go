@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -49,12 +50,15 @@ type conn struct {
 	ip          string
 	connectedAt time.Time
 	heartbeat   time.Duration
-	pongTimeout time.Duration
 
 	// Set before the connection is shared, or only by the reader.
-	jobID  string
-	claims *auth.Claims
-	entry  *jobEntry
+	jobID string
+	// iat is the token's issue time in Unix nanoseconds, for revocations;
+	// 0 before a token was verified, math.MinInt64 for a token without one.
+	iat   int64
+	entry *jobEntry
+	// slot is the connection's index in entry.conns. Guarded by entry.mu.
+	slot int
 
 	msgsSent  atomic.Int64
 	bytesSent atomic.Int64
@@ -77,22 +81,22 @@ type conn struct {
 	frag    *fragments      // an unfinished fragmented message, rarely set
 	discard bool            // start closed the connection: read frames are dropped
 
-	mu              sync.Mutex
-	cc              ClientContext
-	pipeline        string
-	resumed         bool
-	replaying       bool
-	liveBuf         []*jobcast.Message
-	seenSeq         int64
-	queue           []outFrame
-	writing         bool
-	closing         bool // a close frame is queued; nothing else will be
-	closed          bool // torn down
-	thr             throttle
-	thrTimer        jobcast.Timer
-	pingTimer       jobcast.Timer
-	pongTimer       jobcast.Timer
-	helloTimer      jobcast.Timer
+	mu        sync.Mutex
+	cc        ClientContext
+	pipeline  string
+	resumed   bool
+	replaying bool
+	liveBuf   []*jobcast.Message
+	seenSeq   int64
+	queue     []outFrame
+	writing   bool
+	closing   bool // a close frame is queued; nothing else will be
+	closed    bool // torn down
+	thr       throttle
+	thrTimer  jobcast.Timer
+	// timer is the one other timer a connection needs at a time: the hello
+	// deadline, then the next ping or the pong deadline, then closeGrace.
+	timer           jobcast.Timer
 	awaitingHello   bool
 	handshakeSeq    *int64
 	pingOutstanding int64 // serverTime of the unanswered ping, 0 if none
@@ -107,9 +111,8 @@ type conn struct {
 	rateCount       int
 	closeCode       int
 	closeReason     string
-	grace           *time.Timer // ends the connection closeGrace after our close frame
-	started         bool        // ready was sent: the connection counts as connected
-	progressSent    int64       // job_progress frames queued
+	started         bool  // ready was sent: the connection counts as connected
+	progressSent    int64 // job_progress frames queued
 }
 
 func (h *Hub) newConn(nc net.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
@@ -121,7 +124,6 @@ func (h *Hub) newConn(nc net.Conn, jobID, ip string, cc ClientContext, now time.
 		jobID:       jobID,
 		connectedAt: now,
 		heartbeat:   h.cfg.HeartbeatInterval,
-		pongTimeout: h.cfg.PongTimeout,
 		cc:          cc,
 		replaying:   true,
 		thr:         throttle{window: h.cfg.EffectiveThrottle()},
@@ -323,7 +325,7 @@ func (c *conn) startJoined(ctx context.Context, lastSeq *int64, job *jobcast.Job
 	c.enqueueLocked(c.envelope(protocol.TypeReady, &protocol.Ready{
 		ConnectionID:        c.id,
 		HeartbeatIntervalMs: c.heartbeat.Milliseconds(),
-		PongTimeoutMs:       c.pongTimeout.Milliseconds(),
+		PongTimeoutMs:       c.h.cfg.PongTimeout.Milliseconds(),
 		ThrottleMs:          c.thr.window.Milliseconds(),
 		Resumed:             c.resumed,
 		LastSeq:             after,
@@ -381,7 +383,7 @@ func (c *conn) deliver(m *jobcast.Message) {
 		return
 	}
 	if m.Type == jobcast.MessageRevoked {
-		if c.claims != nil && c.claims.IssuedAt.Before(time.UnixMilli(m.TS)) {
+		if c.iat != 0 && c.iat < time.UnixMilli(m.TS).UnixNano() {
 			c.enqueueLocked(c.errorFrame(protocol.ErrTokenInvalid, "token revoked"))
 			c.closeLocked(protocol.CloseTokenInvalid, "token revoked")
 		}
@@ -515,10 +517,11 @@ func (c *conn) closeNow(code int, reason string) {
 }
 
 func (c *conn) stopTimersLocked() {
-	for _, t := range []jobcast.Timer{c.thrTimer, c.pingTimer, c.pongTimer, c.helloTimer} {
-		if t != nil {
-			t.Stop()
-		}
+	if c.thrTimer != nil {
+		c.thrTimer.Stop()
+	}
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 }
 
@@ -766,7 +769,7 @@ func (c *conn) violation(reason string) {
 }
 
 func (c *conn) schedulePingLocked(d time.Duration) {
-	c.pingTimer = c.h.opt.Clock.AfterFunc(d, c.sendPing)
+	c.timer = c.h.opt.Clock.AfterFunc(d, c.sendPing)
 }
 
 func (c *conn) sendPing() {
@@ -782,7 +785,7 @@ func (c *conn) sendPing() {
 	}
 	c.lastPingST, c.pingOutstanding, c.pingSentAt = st, st, now
 	c.enqueueLocked(c.pingFrame(st, now.UnixMilli()))
-	c.pongTimer = c.h.opt.Clock.AfterFunc(c.pongTimeout, func() { c.onPongTimeout(st) })
+	c.timer = c.h.opt.Clock.AfterFunc(c.h.cfg.PongTimeout, func() { c.onPongTimeout(st) })
 }
 
 func (c *conn) onPong(serverTime int64, now time.Time) {
@@ -803,8 +806,8 @@ func (c *conn) onPong(serverTime int64, now time.Time) {
 	}
 	c.lastRTT = rtt
 	c.rttSum += rtt
-	if c.pongTimer != nil {
-		c.pongTimer.Stop()
+	if c.timer != nil {
+		c.timer.Stop() // the pong deadline
 	}
 	next := c.heartbeat - rtt
 	if next < 0 {
@@ -828,7 +831,7 @@ func (c *conn) awaitHello(lastSeq *int64) {
 	defer c.mu.Unlock()
 	c.awaitingHello = true
 	c.handshakeSeq = lastSeq
-	c.helloTimer = c.h.opt.Clock.AfterFunc(c.h.cfg.HelloTimeout, func() {
+	c.timer = c.h.opt.Clock.AfterFunc(c.h.cfg.HelloTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.awaitingHello && !c.closing {
@@ -862,8 +865,8 @@ func (c *conn) onHello(hello *protocol.Hello) {
 	waiting := c.awaitingHello && !c.closing
 	if waiting {
 		c.awaitingHello = false
-		if c.helloTimer != nil {
-			c.helloTimer.Stop()
+		if c.timer != nil {
+			c.timer.Stop() // the hello deadline
 		}
 	}
 	lastSeq := c.handshakeSeq
@@ -896,8 +899,17 @@ func (c *conn) onHello(hello *protocol.Hello) {
 		c.fail(protocol.CloseTokenInvalid, protocol.ErrTokenInvalid, "token revoked", jobcast.ReasonTokenRevoked)
 		return
 	}
-	c.claims = claims
+	c.setClaims(claims)
 	c.start(context.Background(), lastSeq)
+}
+
+// setClaims keeps what revocations need of the verified token.
+func (c *conn) setClaims(claims *auth.Claims) {
+	if claims.IssuedAt.IsZero() {
+		c.iat = math.MinInt64 // revoked by any revocation
+		return
+	}
+	c.iat = claims.IssuedAt.UnixNano()
 }
 
 // teardown releases everything the connection holds. It is idempotent.
@@ -909,9 +921,6 @@ func (c *conn) teardown() {
 	}
 	c.closed, c.closing = true, true
 	c.stopTimersLocked()
-	if c.grace != nil {
-		c.grace.Stop()
-	}
 	c.queue, c.liveBuf = nil, nil
 	e := c.entry
 	if c.started {

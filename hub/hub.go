@@ -75,13 +75,16 @@ type Hub struct {
 type jobEntry struct {
 	hub    *Hub
 	id     string
-	refs   int           // guarded by Hub.mu
-	ready  chan struct{} // closed once subscribed
+	refs   int            // guarded by Hub.mu
+	ready  sync.WaitGroup // done once subscribed (a channel was 96 more bytes per job)
 	cancel func()
 	err    error
 
-	mu    sync.RWMutex
-	conns map[*conn]struct{}
+	mu sync.RWMutex
+	// conns are the local watchers, each at its conn.slot: a slice, as most
+	// jobs have one watcher and a map of one entry costs 10 times its
+	// pointer.
+	conns []*conn
 }
 
 // New returns a hub.
@@ -289,7 +292,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// published after it reaches the connection live. A second read
 		// after the upgrade was a quarter of the server's CPU under churn.
 		c = h.newConn(nil, jobID, ip, cc, now)
-		c.claims = claims
+		c.setClaims(claims)
 		if err := h.join(c); err != nil {
 			if jobcast.ErrorCode(err) == protocol.ErrTooManyConns {
 				w.Header().Set("Retry-After", "5")
@@ -458,7 +461,8 @@ func (h *Hub) join(c *conn) error {
 	e := h.jobs[c.jobID]
 	first := e == nil
 	if first {
-		e = &jobEntry{hub: h, id: c.jobID, ready: make(chan struct{}), conns: make(map[*conn]struct{})}
+		e = &jobEntry{hub: h, id: c.jobID}
+		e.ready.Add(1)
 		h.jobs[c.jobID] = e
 	}
 	if e.refs >= h.cfg.MaxConnsPerJob {
@@ -469,15 +473,16 @@ func (h *Hub) join(c *conn) error {
 	h.mu.Unlock()
 	if first {
 		e.cancel, e.err = h.opt.Broker.Subscribe(c.jobID, e.dispatch)
-		close(e.ready)
+		e.ready.Done()
 	}
-	<-e.ready
+	e.ready.Wait()
 	if e.err != nil {
 		h.leave(c, e)
 		return fmt.Errorf("subscribe to job %s: %w", c.jobID, e.err)
 	}
 	e.mu.Lock()
-	e.conns[c] = struct{}{}
+	e.conns = append(e.conns, c)
+	c.slot = len(e.conns)
 	e.mu.Unlock()
 	c.entry = e
 	return nil
@@ -486,7 +491,7 @@ func (h *Hub) join(c *conn) error {
 // leave removes c from e, unsubscribing after the last local watcher.
 func (h *Hub) leave(c *conn, e *jobEntry) {
 	e.mu.Lock()
-	delete(e.conns, c)
+	e.removeLocked(c)
 	e.mu.Unlock()
 	h.mu.Lock()
 	e.refs--
@@ -496,16 +501,33 @@ func (h *Hub) leave(c *conn, e *jobEntry) {
 	}
 	h.mu.Unlock()
 	if last {
-		<-e.ready
+		e.ready.Wait()
 		if e.cancel != nil {
 			e.cancel()
 		}
 	}
 }
 
+// removeLocked takes c out of e.conns, moving the last connection into its
+// place. Call with e.mu held.
+func (e *jobEntry) removeLocked(c *conn) {
+	if c.slot == 0 {
+		return // never added
+	}
+	i, last := c.slot-1, len(e.conns)-1
+	e.conns[i] = e.conns[last]
+	e.conns[i].slot = i + 1
+	e.conns[last] = nil
+	e.conns = e.conns[:last]
+	c.slot = 0
+	if cap(e.conns) > 64 && len(e.conns) < cap(e.conns)/4 {
+		e.conns = slices.Clone(e.conns) // give back what a crowd left
+	}
+}
+
 func (e *jobEntry) dispatch(m *jobcast.Message) {
 	e.mu.RLock()
-	for c := range e.conns {
+	for _, c := range e.conns {
 		c.deliver(m)
 	}
 	e.mu.RUnlock()

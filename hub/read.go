@@ -260,10 +260,12 @@ func (c *conn) writeFrame(op int, data []byte) {
 func (c *conn) startGrace() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.grace != nil {
+	if c.closed {
 		return
 	}
-	c.grace = time.AfterFunc(closeGrace, c.abort)
+	// The other timers were stopped when the close was queued. Real
+	// time, as the socket deadline it replaces.
+	c.timer = time.AfterFunc(closeGrace, c.abort)
 }
 
 // Reader states: who ends a connection whose socket is closed.
