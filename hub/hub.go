@@ -56,7 +56,6 @@ type Hub struct {
 	ipConns          *ratelimit.Counter
 	ipRate           *ratelimit.Limiter
 	connCount        atomic.Int64
-	nextID           atomic.Uint64
 	// Totals since start, for /metrics.
 	framesSent, bytesSent, throttledTotal atomic.Int64
 

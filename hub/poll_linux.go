@@ -22,9 +22,8 @@ type poller struct {
 	sem   chan struct{} // bounds the readers running at once
 
 	mu      sync.Mutex
-	conns   map[uint64]*conn // by pollID
-	nextID  uint64
-	running bool // the loop goroutine runs; it exits when conns is empty
+	conns   map[uint64]*conn // by conn.seq
+	running bool             // the loop goroutine runs; it exits when conns is empty
 }
 
 // maxReaders bounds the goroutines reading woken connections at once. A
@@ -100,9 +99,7 @@ func (p *poller) add(c *conn) bool {
 	}
 	c.raw = raw
 	p.mu.Lock()
-	p.nextID++
-	c.pollID = p.nextID
-	p.conns[c.pollID] = c
+	p.conns[c.seq] = c
 	if !p.running {
 		p.running = true
 		go p.loop()
@@ -121,7 +118,7 @@ func (p *poller) add(c *conn) bool {
 
 // ctl adds or re-arms c's socket; false when the socket is closed.
 func (p *poller) ctl(c *conn, op int) bool {
-	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(c.pollID)), Pad: int32(uint32(c.pollID >> 32))}
+	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(c.seq)), Pad: int32(uint32(c.seq >> 32))}
 	var cerr error
 	// Control holds the descriptor open: it cannot be closed and its
 	// number reused by another connection meanwhile.
@@ -136,10 +133,10 @@ func (p *poller) ctl(c *conn, op int) bool {
 func (p *poller) remove(c *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.conns[c.pollID] != c {
+	if p.conns[c.seq] != c {
 		return
 	}
-	delete(p.conns, c.pollID)
+	delete(p.conns, c.seq)
 	if len(p.conns) == 0 && p.running {
 		_, _ = syscall.Write(p.wakeW, []byte{0})
 	}
@@ -209,8 +206,11 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b
 func (p *poller) read(c *conn) {
 	defer func() { <-p.sem }()
 	bp := readBufs.Get().(*[]byte)
-	buf := append((*bp)[:0], c.partial...)
-	c.partial = nil
+	buf := (*bp)[:0]
+	if c.partial != nil {
+		buf = append(buf, *c.partial...)
+		c.partial = nil
+	}
 	err := func() error {
 		for {
 			if len(buf) == cap(buf) {
@@ -244,7 +244,8 @@ func (p *poller) read(c *conn) {
 		}
 	}()
 	if err == nil && len(buf) > 0 {
-		c.partial = slices.Clone(buf)
+		p := slices.Clone(buf)
+		c.partial = &p
 	}
 	if cap(buf) <= maxPooledBytes {
 		*bp = buf[:0]
