@@ -65,6 +65,10 @@ type AppendResult struct {
 	Accepted int    `json:"accepted"`
 	Seq      int64  `json:"seq"`
 	Status   string `json:"status"`
+	// Durable is false when the server delivered the events but holds them
+	// in memory because its disk refuses writes: a crash before they are
+	// written loses them (docs/security.md section 4).
+	Durable bool `json:"durable"`
 }
 
 // CreateJob creates a job and returns its first client ticket.

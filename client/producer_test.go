@@ -30,7 +30,7 @@ func TestProducer(t *testing.T) {
 		t.Errorf("ticket = %+v", tk)
 	}
 	r, err := p.SendEvent(ctx, tk.JobID, client.NewEvent(protocol.EventStarted, map[string]any{"totalCount": 12}))
-	if err != nil || r.Accepted != 1 || r.Seq != 1 || r.Status != protocol.StatusRunning {
+	if err != nil || r.Accepted != 1 || r.Seq != 1 || r.Status != protocol.StatusRunning || !r.Durable {
 		t.Errorf("SendEvent = %+v, %v", r, err)
 	}
 	r, err = p.SendEvents(ctx, tk.JobID, []protocol.ProducerEvent{progress(5), errorEv(protocol.ErrGeminiTimeout), progress(6)})
