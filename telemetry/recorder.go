@@ -38,8 +38,14 @@ type Options struct {
 	FlushInterval time.Duration
 	// WriteTimeout bounds one Write (default 10s).
 	WriteTimeout time.Duration
-	Clock        jobcast.Clock
-	Log          *slog.Logger
+	// RetryFor is how long a batch whose Write fails is retried, with
+	// backoff from 100 ms up to 2 s, before it is given up and counted
+	// lost (default 1 min). Meanwhile new events wait in the ring, and
+	// drop once it is full: a store outage shorter than this and than the
+	// ring's worth of events loses nothing.
+	RetryFor time.Duration
+	Clock    jobcast.Clock
+	Log      *slog.Logger
 }
 
 // Stats are the recorder's counters since it started.
@@ -91,6 +97,9 @@ func New(store jobcast.TelemetryStore, opt Options) *Recorder {
 	}
 	if opt.WriteTimeout <= 0 {
 		opt.WriteTimeout = 10 * time.Second
+	}
+	if opt.RetryFor <= 0 {
+		opt.RetryFor = time.Minute
 	}
 	if opt.Clock == nil {
 		opt.Clock = jobcast.SystemClock{}
@@ -240,31 +249,45 @@ func (r *Recorder) take(batch []jobcast.Event) []jobcast.Event {
 	return batch
 }
 
-// write hands a batch to the store, retrying a failed write a few times with
-// backoff; a batch that still fails is counted as lost.
+// maxRetryWait caps the wait between two tries of a failed batch.
+const maxRetryWait = 2 * time.Second
+
+// write hands a batch to the store, retrying a failed write with backoff
+// for up to RetryFor, while new events wait in the ring (it was 3 tries
+// within half a second: a store outage of a few seconds lost every batch
+// of it even with the ring nearly empty); a batch that still fails is
+// counted as lost. When the recorder stops, a failed batch gets one last
+// try without waiting.
 func (r *Recorder) write(ctx context.Context, batch []jobcast.Event) {
 	backoff := 100 * time.Millisecond
+	start := time.Now()
+	stopping := false
 	for attempt := 0; ; attempt++ {
 		wctx, cancel := context.WithTimeout(ctx, r.opt.WriteTimeout)
 		err := r.store.Write(wctx, batch)
 		cancel()
 		if err == nil {
 			r.written.Add(uint64(len(batch)))
+			if attempt > 0 {
+				r.opt.Log.Info("telemetry written again after failed writes", "events", len(batch), "attempts", attempt+1)
+			}
 			return
 		}
 		r.writeErrors.Add(1)
-		if attempt == 2 || errors.Is(err, context.Canceled) {
+		if stopping || errors.Is(err, context.Canceled) || time.Since(start)+backoff > r.opt.RetryFor {
 			r.lost.Add(uint64(len(batch)))
-			r.opt.Log.Warn("telemetry batch lost", "events", len(batch), "err", err)
+			r.opt.Log.Warn("telemetry batch lost", "events", len(batch), "attempts", attempt+1, "err", err)
 			return
 		}
-		r.opt.Log.Warn("telemetry write failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
+		r.opt.Log.Warn("telemetry write failed; retrying", "events", len(batch), "attempt", attempt+1, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-r.stop:
-			// Shutting down: one last try without waiting.
+			t.Stop()
+			stopping = true // shutting down: one last try without waiting
 		}
-		backoff *= 4
+		backoff = min(4*backoff, maxRetryWait)
 	}
 }
 

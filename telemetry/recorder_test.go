@@ -219,12 +219,13 @@ func TestBacklogWritesBiggerBatches(t *testing.T) {
 	}
 }
 
-// A failing store is retried; a batch that keeps failing is counted lost and
-// the recorder goes on.
+// A failing store is retried; a batch that keeps failing for RetryFor (here
+// three tries: at 0, 100 ms and 500 ms) is counted lost and the recorder
+// goes on.
 func TestWriteFailures(t *testing.T) {
 	t.Parallel()
 	store := &memStore{fail: 1}
-	r := telemetry.New(store, telemetry.Options{BatchSize: 5, FlushInterval: time.Hour})
+	r := telemetry.New(store, telemetry.Options{BatchSize: 5, FlushInterval: time.Hour, RetryFor: 500 * time.Millisecond})
 	r.Start()
 	for i := 0; i < 5; i++ {
 		r.Record(jobcast.Event{Event: jobcast.EventError})
