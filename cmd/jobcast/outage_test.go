@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +24,13 @@ import (
 	"github.com/jobcast/jobcast/clickhouse"
 	"github.com/jobcast/jobcast/clickhouse/chtest"
 	"github.com/jobcast/jobcast/client"
+	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/internal/jobcasttest"
 	"github.com/jobcast/jobcast/nats/natstest"
 	"github.com/jobcast/jobcast/netsim"
+	"github.com/jobcast/jobcast/promexport"
 	"github.com/jobcast/jobcast/protocol"
+	"github.com/jobcast/jobcast/telemetry"
 )
 
 // Outage tests (issue 9): a dependency goes away while clients watch jobs
@@ -371,8 +377,8 @@ func maxLatency(rs []postResult) time.Duration {
 	return m
 }
 
-// metricValue scrapes /metrics and returns the sample named name (with its
-// labels, as written: `jobcast_telemetry_events_total{outcome="dropped"}`).
+// metricValue scrapes n's /metrics and returns the sample named name (with
+// its labels, as written: `jobcast_telemetry_events_total{outcome="dropped"}`).
 func metricValue(t *testing.T, n *node, name string) float64 {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, n.URL()+"/metrics", nil)
@@ -382,11 +388,17 @@ func metricValue(t *testing.T, n *node, name string) float64 {
 		t.Fatalf("GET /metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	return sample(t, resp.Body, name)
+}
+
+// sample returns the value of the sample named name in a Prometheus
+// exposition (0 when absent).
+func sample(t *testing.T, r io.Reader, name string) float64 {
+	t.Helper()
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
 				t.Fatalf("metric %s: %v", name, err)
@@ -604,12 +616,27 @@ type telemetryCounts struct {
 
 func scrapeTelemetry(t *testing.T, n *node) telemetryCounts {
 	t.Helper()
+	return telemetryFrom(func(name string) float64 { return metricValue(t, n, name) })
+}
+
+// telemetryFrom reads the telemetry counters through metric.
+func telemetryFrom(metric func(name string) float64) telemetryCounts {
 	ev := func(outcome string) float64 {
-		return metricValue(t, n, `jobcast_telemetry_events_total{outcome="`+outcome+`"}`)
+		return metric(`jobcast_telemetry_events_total{outcome="` + outcome + `"}`)
 	}
 	return telemetryCounts{
 		recorded: ev("recorded"), written: ev("written"), dropped: ev("dropped"), lost: ev("lost"),
-		writeErrors: metricValue(t, n, "jobcast_telemetry_write_errors_total"),
+		writeErrors: metric("jobcast_telemetry_write_errors_total"),
+	}
+}
+
+// checkHeldNotLost asserts that a store outage of a few seconds lost no
+// batch: the recorder holds a failed batch and retries it (for a minute)
+// while the ring fills, and only what finds the ring full is dropped.
+func checkHeldNotLost(t *testing.T, c telemetryCounts) {
+	t.Helper()
+	if c.lost != 0 || c.dropped == 0 {
+		t.Errorf("telemetry: %v events lost in failed batches and %v dropped; want 0 lost (failed batches held and retried) and drops once the ring is full", c.lost, c.dropped)
 	}
 }
 
@@ -706,7 +733,107 @@ func TestOutageClickHouse(t *testing.T) {
 	if stored := countSince(time.Time{}); float64(stored) < c2.written {
 		t.Errorf("ClickHouse holds %d events, the node counted %v written", stored, c2.written)
 	}
+	checkHeldNotLost(t, c2)
 	t.Logf("ClickHouse outage 3s: in the second before it %d producer requests, slowest %s; %d requests during it, all 202, slowest %s; 0 of %d watchers reconnected, every frame delivered; telemetry during it: %v write errors, %v dropped (ring full), %v lost (batch given up), first counted after %s; written again %s after the restore; totals recorded %v written %v dropped %v lost %v",
 		len(calm), maxLatency(calm).Round(time.Millisecond), len(during), maxLatency(during).Round(time.Millisecond), len(l.watchers), c1.writeErrors-c0.writeErrors, c1.dropped-c0.dropped, c1.lost-c0.lost,
 		counted.Round(time.Millisecond), recovered.Round(time.Millisecond), c2.recorded, c2.written, c2.dropped, c2.lost)
+}
+
+// faultyTelemetry is a telemetry store whose writes stall (until the
+// write's deadline) or fail, as DuckDB's do when its disk stalls or errs.
+type faultyTelemetry struct {
+	jobcast.TelemetryStore
+	mode atomic.Int32 // faultNone, faultStall, faultFail
+}
+
+const (
+	faultNone int32 = iota
+	faultStall
+	faultFail
+)
+
+func (f *faultyTelemetry) Write(ctx context.Context, events []jobcast.Event) error {
+	switch f.mode.Load() {
+	case faultStall:
+		<-ctx.Done()
+		return fmt.Errorf("append events: %w", ctx.Err())
+	case faultFail:
+		return errors.New("append events: IO Error: could not write file \"telemetry.duckdb.wal\": No space left on device")
+	}
+	return f.TelemetryStore.Write(ctx, events)
+}
+
+// TestOutageDuckDB makes the embedded telemetry store's writes stall (each
+// until its deadline) for 1.5 s, then fail at once for 1.5 s, while 50 watchers follow 20 jobs of an
+// embedded server (SQLite jobs, DuckDB telemetry behind the recorder and
+// /metrics exporter, wired as serve wires them): delivery goes on as
+// before; the stall fills the small ring, which drops and counts; the
+// failures are counted; afterwards telemetry reaches DuckDB again.
+func TestOutageDuckDB(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	duck, err := duckdb.Open(ctx, filepath.Join(t.TempDir(), "telemetry.duckdb"), duckdb.Options{Threads: 1, MemoryLimit: "256MB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { duck.Close() })
+	store := &faultyTelemetry{TelemetryStore: duck}
+	// A write times out after 300ms; serve's 10s would outlast the test.
+	rec := telemetry.New(store, telemetry.Options{Node: "embedded", BufferSize: 200, FlushInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	rec.Start()
+	t.Cleanup(func() { _ = rec.Stop(context.Background()) })
+	exp := promexport.New(rec)
+	exp.WatchRecorder(rec)
+	metric := func(name string) float64 {
+		w := httptest.NewRecorder()
+		exp.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return sample(t, w.Body, name)
+	}
+	srv := jobcasttest.Start(t, jobcasttest.Options{
+		SQLiteDir: t.TempDir(), Recorder: exp,
+		Config: jobcast.Config{ThrottleDisabled: true, HeartbeatInterval: outageHeartbeat, PongTimeout: 5 * time.Second},
+	})
+	eps := []endpoint{{name: "embedded", url: srv.URL, apiKey: jobcasttest.APIKey}}
+	l := startLoad(ctx, t, eps, eps, 20, 50, 100*time.Millisecond)
+	pollUntil(t, 10*time.Second, "telemetry written before the outage", func() bool { return telemetryFrom(metric).written > 0 })
+	time.Sleep(time.Second) // load before the outage
+
+	before, c0 := l.watcherStats(), telemetryFrom(metric)
+	down := time.Now()
+	store.mode.Store(faultStall)
+	dropped := pollUntil(t, 10*time.Second, "a full ring dropping and counting", func() bool { return telemetryFrom(metric).dropped > c0.dropped })
+	time.Sleep(time.Until(down.Add(1500 * time.Millisecond))) // the stall's length
+	store.mode.Store(faultFail)
+	errs := pollUntil(t, 10*time.Second, "failed writes counted", func() bool { return telemetryFrom(metric).writeErrors > c0.writeErrors })
+	time.Sleep(time.Until(down.Add(3 * time.Second))) // the failures' length
+	during, mid, c1 := l.between(down, time.Now()), l.watcherStats(), telemetryFrom(metric)
+	up := time.Now()
+	store.mode.Store(faultNone)
+	checkDeliveryUnaffected(t, during, 2*time.Second)
+	checkStayedConnected(t, l, before, mid)
+
+	countSince := func(ts time.Time) int64 {
+		rows, err := duck.Query(ctx, "SELECT count(*) AS n FROM events WHERE ts > ?", ts)
+		if err != nil || len(rows.Rows) != 1 {
+			t.Fatalf("count events: %v", err)
+		}
+		n, _ := strconv.ParseInt(fmt.Sprint(rows.Rows[0][0]), 10, 64)
+		return n
+	}
+	recovered := pollUntil(t, 20*time.Second, "telemetry written after the restore", func() bool { return countSince(up) > 0 })
+	time.Sleep(time.Second) // load after the recovery
+	l.finish(srv.Producer)
+	var c2 telemetryCounts
+	pollUntil(t, 20*time.Second, "telemetry idle", func() bool {
+		c2 = telemetryFrom(metric)
+		return c2.recorded == c2.written+c2.lost && metric("jobcast_telemetry_buffered") == 0
+	})
+	if stored := countSince(time.Time{}); float64(stored) != c2.written {
+		t.Errorf("DuckDB holds %d events, the recorder counted %v written", stored, c2.written)
+	}
+	checkHeldNotLost(t, c2)
+	t.Logf("DuckDB stall 1.5s then failures 1.5s: %d producer requests during it, all 202, slowest %s; 0 of %d watchers reconnected, every frame delivered; first drop counted after %s of stall, first write error %s into the failures; during it %v dropped (ring full), %v write errors, %v lost; written again %s after the restore; totals recorded %v written %v dropped %v lost %v",
+		len(during), maxLatency(during).Round(time.Millisecond), len(l.watchers), dropped.Round(time.Millisecond), errs.Round(time.Millisecond),
+		c1.dropped-c0.dropped, c1.writeErrors-c0.writeErrors, c1.lost-c0.lost, recovered.Round(time.Millisecond), c2.recorded, c2.written, c2.dropped, c2.lost)
 }
