@@ -300,7 +300,7 @@ func TestQuery(t *testing.T) {
 			{"server_down", nil, []string{"metrics", "-server", down, "-admin-token", "x"}, 1,
 				"cannot reach the jobcast server at " + down + ": "},
 			{"wrong_token", nil, []string{"sql", server, "-admin-token", "wrong", "SELECT 1"}, 1,
-				"the server refused the admin token (missing or wrong admin token)"},
+				"the server refused the admin token (missing or unknown token"},
 			{"env_token_beats_file", map[string]string{"JOBCAST_ADMIN_TOKEN": "wrong"}, []string{"metrics", server, dataDir}, 1,
 				"the server refused the admin token"},
 			{"no_token", nil, []string{"metrics", server, "-data-dir", t.TempDir()}, 1,
