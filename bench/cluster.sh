@@ -3,16 +3,19 @@
 # processes on one embedded NATS server (cmd/jobcast-nats-dev), driven by
 # `jobcast loadgen`. Usage:
 #
-#   bench/cluster.sh [scenario...]     # latency connections ingest (default: all)
+#   bench/cluster.sh [scenario...]     # latency latency-local connections ingest (default: all)
 #
-#   latency      3 nodes; LAT_CONNS (default 5,000) clients on nodes 2 and 3, producers on node 1:
-#                cross-node publish→deliver latency (throttling off, 10
-#                watchers per job, RATE events/s per job)
-#   connections  4 nodes, NODE_CONNS idle connections each (default 15,000),
-#                past one heartbeat: what was reached, RSS per node
-#   ingest       3 nodes writing telemetry to ClickHouse: INGEST_CONNS clients
-#                per node (default 1,000) with a 100 ms heartbeat, every
-#                heartbeat an event; events/s written and dropped
+#   latency        3 nodes; LAT_CONNS (default 5,000) clients on nodes 2 and 3, producers on node 1:
+#                  cross-node publish→deliver latency (throttling off, 10
+#                  watchers per job, RATE events/s per job)
+#   latency-local  the same with producers and clients on node 2, for comparison
+#   connections    4 nodes, NODE_CONNS idle connections each (default 15,000,
+#                  opened at CONNECT_RATE/s, default 1,000), past one
+#                  heartbeat: what was reached, RSS and open files per node
+#   ingest         3 nodes writing telemetry to ClickHouse: INGEST_CONNS clients
+#                  per node (default 300) with a 100 ms heartbeat, every
+#                  heartbeat an event (9,000 events/s offered at the default);
+#                  events/s written, dropped and lost
 #
 # Environment: JOBCAST_BIN, JOBCAST_NATS_DEV_BIN (built binaries; default: go
 # build them), JOBCAST_BENCH_CLICKHOUSE_URL (clickhouse://127.0.0.1:19000;
@@ -29,7 +32,8 @@ OUT=${OUT:-${TMPDIR:-/tmp}/jobcast-bench-cluster}
 RATE=${RATE:-2}
 NODE_CONNS=${NODE_CONNS:-15000}
 LAT_CONNS=${LAT_CONNS:-5000}
-INGEST_CONNS=${INGEST_CONNS:-1000}
+CONNECT_RATE=${CONNECT_RATE:-1000}
+INGEST_CONNS=${INGEST_CONNS:-300}
 CH=${JOBCAST_BENCH_CLICKHOUSE_URL:-}
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/jobcast-bench-cluster.XXXXXX)
@@ -48,7 +52,12 @@ NATS_PID=""
 stop_all() {
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	for d in "$work"/node-*; do
+		[[ -e "$d/node.err" ]] && mv "$d/node.err" "$OUT/${SCENARIO:-run}-$(basename "$d").log"
+		rm -rf "$d"
+	done
 	if [[ -n "$NATS_PID" ]]; then kill -TERM "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
+	rm -rf "$work/nats"
 	PIDS=()
 	URLS=()
 	NATS_PID=""
@@ -128,14 +137,15 @@ metric() {
 	curl -s -H "Authorization: Bearer $ADMIN" "$1/metrics" | awk -v n="$2" -v l="$3" '$1 == n"{"l"}" || ($1 == n && l == "") {print $2}'
 }
 
-# ingest_sampler FILE: every 5 s, the time and the nodes' written and
-# dropped telemetry events, summed, until killed.
+# ingest_sampler FILE: every 5 s, the time, the nodes' written telemetry
+# events and their dropped plus lost ones, summed, until killed.
 ingest_sampler() {
 	while :; do
 		local w=0 d=0 x
 		for u in "${URLS[@]}"; do
 			x=$(metric "$u" jobcast_telemetry_events_total 'outcome="written"'); w=$(awk -v a="$w" -v b="${x:-0}" 'BEGIN {printf "%d", a + b}')
 			x=$(metric "$u" jobcast_telemetry_events_total 'outcome="dropped"'); d=$(awk -v a="$d" -v b="${x:-0}" 'BEGIN {printf "%d", a + b}')
+			x=$(metric "$u" jobcast_telemetry_events_total 'outcome="lost"'); d=$(awk -v a="$d" -v b="${x:-0}" 'BEGIN {printf "%d", a + b}')
 		done
 		echo "$(date +%s.%N) $w $d" >>"$1"
 		sleep 5
@@ -143,6 +153,7 @@ ingest_sampler() {
 }
 
 scenario() {
+	SCENARIO=$1
 	case $1 in
 	latency)
 		start_cluster 3 "$(fresh_db latency)" "throttleDisabled: true"
@@ -150,6 +161,13 @@ scenario() {
 		"$BIN" loadgen -url "${URLS[0]}" -client-urls "${URLS[1]},${URLS[2]}" -api-key "$API_KEY" -admin-token "$ADMIN" \
 			-server-pid "${PIDS[0]}" -conns "$LAT_CONNS" -watchers-per-job 10 -connect-rate 1000 -duration 30s -rate "$RATE" \
 			-producers 16 -batch-interval 1s -json-out "$OUT/latency.json" | tee "$OUT/latency.txt" || echo "(latency: exit $?)" >&2
+		;;
+	latency-local)
+		start_cluster 3 "$(fresh_db latency-local)" "throttleDisabled: true"
+		echo "== latency-local: jobcast loadgen -url ${URLS[1]} -conns $LAT_CONNS -watchers-per-job 10 -rate $RATE" >&2
+		"$BIN" loadgen -url "${URLS[1]}" -api-key "$API_KEY" -admin-token "$ADMIN" \
+			-server-pid "${PIDS[1]}" -conns "$LAT_CONNS" -watchers-per-job 10 -connect-rate 1000 -duration 30s -rate "$RATE" \
+			-producers 16 -batch-interval 1s -json-out "$OUT/latency-local.json" | tee "$OUT/latency-local.txt" || echo "(latency-local: exit $?)" >&2
 		;;
 	connections)
 		start_cluster 4 "$(fresh_db connections)" "heartbeatInterval: 30s"
@@ -159,7 +177,7 @@ scenario() {
 		local sampler=$!
 		echo "== connections: jobcast loadgen -url ${URLS[0]} -client-urls $(IFS=,; echo "${URLS[*]}") -conns $total (idle)" >&2
 		"$BIN" loadgen -url "${URLS[0]}" -client-urls "$(IFS=,; echo "${URLS[*]}")" -api-key "$API_KEY" -admin-token "$ADMIN" \
-			-server-pid "${PIDS[0]}" -conns "$total" -connect-rate 2000 -source-ips 32 -duration 40s -rate 0 \
+			-server-pid "${PIDS[0]}" -conns "$total" -connect-rate "$CONNECT_RATE" -source-ips 32 -duration 40s -rate 0 -drain-timeout 180s \
 			-conns-per-process "$NODE_CONNS" -json-out "$OUT/connections.json" | tee "$OUT/connections.txt" || echo "(connections: exit $?)" >&2
 		kill "$sampler" 2>/dev/null || true
 		wait "$sampler" 2>/dev/null || true
@@ -192,7 +210,7 @@ heartbeatSampleInterval: 1"
 		dropped=$(awk 'NR == 1 { d0 = $3 } { d = $3 } END { print d - d0 }' "$OUT/ingest.samples")
 		total=$(awk 'NR == 1 { w0 = $2 } { w = $2 } END { print w - w0 }' "$OUT/ingest.samples")
 		echo "ingest: 3 nodes, $((3 * INGEST_CONNS * 10)) heartbeat events/s offered; written per 5-s sample (events/s, sorted): $(echo $rates);" \
-			"median $(echo "$rates" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'); $total written, $dropped dropped" | tee "$OUT/ingest.txt"
+			"median $(echo "$rates" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'); $total written, $dropped dropped or lost" | tee "$OUT/ingest.txt"
 		;;
 	*)
 		echo "unknown scenario $1" >&2
@@ -202,5 +220,5 @@ heartbeatSampleInterval: 1"
 	stop_all
 }
 
-if [[ $# -eq 0 ]]; then set -- latency connections ingest; fi
+if [[ $# -eq 0 ]]; then set -- latency latency-local connections ingest; fi
 for s in "$@"; do scenario "$s"; done
