@@ -359,6 +359,11 @@ func (w *worker) deliver(n *Notification) {
 		if errors.As(err, &pe) || attempts == w.rc.MaxAttempts {
 			break
 		}
+		// Each failed try is logged as it happens: with the default
+		// 5 tries the history line comes only after about 15 s of
+		// backoff, and a receiver that hangs takes a timeout per try.
+		w.s.log.Warn("alerting: notification attempt failed; retrying", "receiver", w.rc.Name, "status", n.Status,
+			"attempt", attempts, "of", w.rc.MaxAttempts, "retry_in", backoff, "err", safeError(err))
 		if !w.sleep(backoff) {
 			return // stopping
 		}
