@@ -1,10 +1,13 @@
 package dashboard_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -279,5 +282,42 @@ func TestSecurityHeaders(t *testing.T) {
 		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "same-origin" {
 			t.Errorf("%s %s: headers %v", r.method, r.path, h)
 		}
+	}
+}
+
+// TestViewerStream: the live stream takes a viewer's session, and ends
+// with an auth event once the viewer is revoked and the cache lifetime is
+// over.
+func TestViewerStream(t *testing.T) {
+	t.Parallel()
+	e, store, _ := usersEnv(t, nil)
+	tok := addUser(t, store, "vera", jobcast.RoleViewer, e.clock.Now())
+	_, c := e.login(t, tok)
+	srv := httptest.NewServer(e.dash)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/dashboard/api/stream", nil)
+	req.AddCookie(c)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream as a viewer: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "data:") {
+	}
+	if err := store.DeleteUser(context.Background(), "vera"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Second)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rest), "event: auth\n") {
+		t.Errorf("stream of a revoked viewer did not end with an auth event:\n%.300s", rest)
 	}
 }
