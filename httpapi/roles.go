@@ -59,6 +59,7 @@ func (a *API) require(need jobcast.Role, next http.HandlerFunc) http.HandlerFunc
 			return
 		}
 		if !p.Role.Allows(need) {
+			a.opt.Log.Info("refused: role", "user", p.Name, "role", string(p.Role), "need", string(need), "method", r.Method, "path", r.URL.Path)
 			httputil.WriteError(w, http.StatusForbidden, jobcast.Errorf(jobcast.CodeForbidden,
 				"%s %s needs the %s role; user %q has the %s role", r.Method, r.URL.Path, need, p.Name, p.Role))
 			return

@@ -165,6 +165,9 @@ func TestRoleMatrix(t *testing.T) {
 			}
 		}
 	}
+	if !strings.Contains(e.log.String(), "refused: role") || !strings.Contains(e.log.String(), "user=vera") {
+		t.Errorf("a viewer's refused request is not logged with the user:\n%s", e.log.String())
+	}
 	// A viewer cannot revoke anyone.
 	if a := do(t, "DELETE", e.url+"/v1/users/victim", viewer, "", nil); a.status != 403 {
 		t.Errorf("viewer revokes: %d", a.status)
