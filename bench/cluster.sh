@@ -11,7 +11,9 @@
 #   latency-local  the same with producers and clients on node 2, for comparison
 #   connections    4 nodes, NODE_CONNS idle connections each (default 15,000,
 #                  opened at CONNECT_RATE/s, default 1,000), past one
-#                  heartbeat: what was reached, RSS and open files per node
+#                  heartbeat: what was reached, RSS and open files per node.
+#                  10 watchers per job: ending 60,000 jobs takes minutes, as
+#                  each terminal event is a synced JetStream batch
 #   ingest         3 nodes writing telemetry to ClickHouse: INGEST_CONNS clients
 #                  per node (default 300) with a 100 ms heartbeat, every
 #                  heartbeat an event (9,000 events/s offered at the default);
@@ -177,7 +179,7 @@ scenario() {
 		local sampler=$!
 		echo "== connections: jobcast loadgen -url ${URLS[0]} -client-urls $(IFS=,; echo "${URLS[*]}") -conns $total (idle)" >&2
 		"$BIN" loadgen -url "${URLS[0]}" -client-urls "$(IFS=,; echo "${URLS[*]}")" -api-key "$API_KEY" -admin-token "$ADMIN" \
-			-server-pid "${PIDS[0]}" -conns "$total" -connect-rate "$CONNECT_RATE" -source-ips 32 -duration 40s -rate 0 -drain-timeout 180s \
+			-server-pid "${PIDS[0]}" -conns "$total" -watchers-per-job 10 -connect-rate "$CONNECT_RATE" -source-ips 32 -duration 40s -rate 0 -drain-timeout 180s \
 			-conns-per-process "$NODE_CONNS" -json-out "$OUT/connections.json" | tee "$OUT/connections.txt" || echo "(connections: exit $?)" >&2
 		kill "$sampler" 2>/dev/null || true
 		wait "$sampler" 2>/dev/null || true
