@@ -81,7 +81,7 @@ type conn struct {
 	// Guarded by mu. Every idle connection holds these, so the small
 	// fields are grouped at the end, with no padding between them.
 	mu       sync.Mutex
-	cc       ClientContext
+	cc       *ClientContext // shared with every connection saying the same; replaced, never modified
 	pipeline string
 	liveBuf  []*jobcast.Message
 	seenSeq  int64
@@ -124,7 +124,7 @@ func (h *Hub) newConn(nc net.Conn, jobID, ip string, cc ClientContext, now time.
 		jobID:       jobID,
 		connectedAt: now,
 		heartbeat:   h.cfg.HeartbeatInterval,
-		cc:          cc,
+		cc:          internContext(cc),
 		replaying:   true,
 		thr:         throttle{window: h.cfg.EffectiveThrottle()},
 	}
@@ -855,24 +855,26 @@ func (c *conn) awaitHello(lastSeq *int64) {
 
 func (c *conn) onHello(hello *protocol.Hello) {
 	c.mu.Lock()
+	cc := *c.cc
 	if hello.AppVersion != "" {
-		c.cc.AppVersion = hello.AppVersion
+		cc.AppVersion = hello.AppVersion
 	}
 	if hello.OSVersion != "" {
-		c.cc.OSVersion = hello.OSVersion
+		cc.OSVersion = hello.OSVersion
 	}
 	if hello.NetworkType != "" {
-		c.cc.NetworkType = protocol.NormalizeNetworkType(hello.NetworkType)
+		cc.NetworkType = protocol.NormalizeNetworkType(hello.NetworkType)
 	}
 	if hello.DeviceModel != "" {
-		c.cc.DeviceModel = hello.DeviceModel
+		cc.DeviceModel = hello.DeviceModel
 	}
 	if hello.ReconnectAttempt > 0 {
-		c.cc.ReconnectAttempt = hello.ReconnectAttempt
+		cc.ReconnectAttempt = hello.ReconnectAttempt
 	}
 	if hello.LastDisconnect != "" {
-		c.cc.LastDisconnect = hello.LastDisconnect
+		cc.LastDisconnect = hello.LastDisconnect
 	}
+	c.cc = internContext(cc)
 	waiting := c.awaitingHello && !c.closing
 	if waiting {
 		c.awaitingHello = false
@@ -959,7 +961,7 @@ func (c *conn) info() ConnInfo {
 		Node:             c.h.opt.NodeID,
 		ConnectedAt:      c.connectedAt,
 		Resumed:          c.resumed,
-		Client:           c.cc,
+		Client:           *c.cc,
 		LastRTTMs:        float64(c.lastRTT.Microseconds()) / 1000,
 		Heartbeats:       c.heartbeats,
 		MessagesSent:     c.msgsSent.Load(),

@@ -3,7 +3,41 @@
 // throttling, heartbeats and resume.
 //
 // Delivery never blocks on a client. Each connection has a bounded queue; a
-// writer goroutine exists only while the queue has frames, so an idle
-// connection costs one goroutine (its reader) and two timers. A connection
+// writer goroutine exists only while the queue has frames. A connection
 // whose queue overflows is closed as a slow consumer.
+//
+// # Reading: the poller
+//
+// An idle connection has no goroutine either. A goroutine blocked in Read
+// for each connection cost 4 KiB of stack that never shrinks, the largest
+// part of an idle connection's memory (docs/benchmarks.md). On Linux, once
+// the handshake is done, the connection's socket joins one epoll set
+// shared by the process (poll_linux.go), armed EPOLLIN|EPOLLRDHUP|
+// EPOLLONESHOT. One poller goroutine waits on the set, and only while it
+// holds a connection. When a socket is readable the poller starts a reader
+// goroutine for it (at most maxReaders at once), which reads what the
+// socket holds without waiting, acts on each complete frame, keeps an
+// incomplete one for the next wake-up (an idle connection keeps none) and
+// re-arms the socket. One-shot arming means one reader per connection at a
+// time; re-arming reports data that came meanwhile at once.
+//
+// Elsewhere, and for a socket without a file descriptor, each connection
+// has a reader goroutine of its own (readBlocking); Options.GoroutineReaders
+// chooses it on Linux too. Both readers share the frame parser.
+//
+// Frames are parsed by the hub (read.go), not gorilla: gorilla's Conn reads
+// through a buffer of its own and does not tell whether it already holds the
+// next frame, so a connection read with it could not be left to wait on its
+// socket. The parser makes gorilla's ReadMessage checks, in its order, with
+// its close codes (1002 with gorilla's reasons, 1009 over the frame limit,
+// the client's close code echoed), so that the close codes and the
+// disconnected telemetry are what they were. Writes were already framed by
+// the hub; gorilla's Conn is dropped after the upgrade, which also frees its
+// buffers.
+//
+// Ending a connection: its reader ends it when a read fails. A connection
+// waiting in the poller has no reader, so whoever closes its socket (a
+// failed write, shutdown, the close handshake's grace timer) ends it, by
+// abort; conn.rs says which of the two it is, and the socket is closed
+// before it is consulted so that neither is missed.
 package hub
