@@ -140,6 +140,10 @@ type load struct {
 	watchers []*loadWatcher
 	stop     chan struct{}
 	prodWG   sync.WaitGroup
+	// coalesced allows a connected watcher to skip progress seqs: after a
+	// NATS outage the broker catches up as a resume does, with the logged
+	// messages and only the latest progress.
+	coalesced bool
 
 	mu      sync.Mutex
 	results []postResult
@@ -355,7 +359,7 @@ func (l *load) finish(server *client.Producer) {
 			lw.mu.Lock()
 			gaps := lw.gaps
 			lw.mu.Unlock()
-			if st := lw.w.Stats(); st.Connects == 1 && gaps > 0 {
+			if st := lw.w.Stats(); st.Connects == 1 && gaps > 0 && !l.coalesced {
 				// Connected throughout, it must have had every message live.
 				l.t.Errorf("watcher of %s on %s, connected throughout, skipped seqs %d times", j.id, lw.node, gaps)
 			}
@@ -486,6 +490,7 @@ func TestOutageNATS(t *testing.T) {
 
 	eps := endpoints(a, b)
 	l := startLoad(ctx, t, eps, eps, 20, 50, 100*time.Millisecond)
+	l.coalesced = true
 	// A job no watcher on A follows: a new connection to it on A needs a
 	// new subscription.
 	extra := client.NewProducer(b.URL(), clusterAPIKey)
@@ -601,12 +606,17 @@ func TestOutageNATS(t *testing.T) {
 	for _, j := range l.jobs {
 		errMsgs += len(j.ackedErrors)
 	}
-	reconnects := 0
+	reconnects, skipped := 0, 0
 	for i := range after {
 		reconnects += after[i].Connects - before[i].Connects
+		l.watchers[i].mu.Lock()
+		if l.watchers[i].gaps > 0 {
+			skipped++
+		}
+		l.watchers[i].mu.Unlock()
 	}
-	t.Logf("NATS outage %s: %d producer requests during it, %d failed (503), %d ok, slowest %s; new connections %v; watchers reconnected during it: 0 of %d; producers all back %s after restart; alert leader back after %s; %d acknowledged error messages all delivered to every watcher; connects after the outage (final job end) %d",
-		outage, len(during), failed, ok, worst.Round(time.Millisecond), dials, len(l.watchers), recovered.Round(time.Millisecond), leaderBack.Round(time.Millisecond), errMsgs, reconnects)
+	t.Logf("NATS outage %s: %d producer requests during it, %d failed (503), %d ok, slowest %s; new connections %v; watchers reconnected during it: 0 of %d; producers all back %s after restart; alert leader back after %s; %d acknowledged error messages all delivered to every watcher; %d watchers had progress coalesced by the catch-up; connects after the outage %d",
+		outage, len(during), failed, ok, worst.Round(time.Millisecond), dials, len(l.watchers), recovered.Round(time.Millisecond), leaderBack.Round(time.Millisecond), errMsgs, skipped, reconnects)
 }
 
 // telemetryCounts are a node's telemetry counters on /metrics.
