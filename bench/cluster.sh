@@ -115,7 +115,7 @@ YAML
 # fresh_db: the ClickHouse URL with a new database name, or empty.
 fresh_db() {
 	[[ -z "$CH" ]] && return 0
-	echo "${CH%/}/jobcast_bench_$1_$(date +%s)"
+	echo "${CH%/}/jobcast_bench_${1//-/_}_$(date +%s)"
 }
 
 # rss_sampler FILE: every 2 s, each node's VmRSS (kB) and open files, one
