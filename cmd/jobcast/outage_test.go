@@ -541,6 +541,13 @@ func TestOutageNATS(t *testing.T) {
 		body   string
 		took   time.Duration
 	}
+	dialString := func(ds []dial) string {
+		var parts []string
+		for _, d := range ds {
+			parts = append(parts, fmt.Sprintf("%s: %d %s in %s", d.what, d.status, strings.TrimSpace(d.body), d.took.Round(time.Millisecond)))
+		}
+		return strings.Join(parts, "; ")
+	}
 	var dials []dial
 	for _, c := range []struct {
 		what string
@@ -615,8 +622,8 @@ func TestOutageNATS(t *testing.T) {
 		}
 		l.watchers[i].mu.Unlock()
 	}
-	t.Logf("NATS outage %s: %d producer requests during it, %d failed (503), %d ok, slowest %s; new connections %v; watchers reconnected during it: 0 of %d; producers all back %s after restart; alert leader back after %s; %d acknowledged error messages all delivered to every watcher; %d watchers had progress coalesced by the catch-up; connects after the outage %d",
-		outage, len(during), failed, ok, worst.Round(time.Millisecond), dials, len(l.watchers), recovered.Round(time.Millisecond), leaderBack.Round(time.Millisecond), errMsgs, skipped, reconnects)
+	t.Logf("NATS outage %s: %d producer requests during it, %d failed (503), %d ok, slowest %s; new connections (%s); watchers reconnected during it: 0 of %d; producers all back %s after restart; alert leader back after %s; %d acknowledged error messages all delivered to every watcher; %d watchers had progress coalesced by the catch-up; connects after the outage %d",
+		outage, len(during), failed, ok, worst.Round(time.Millisecond), dialString(dials), len(l.watchers), recovered.Round(time.Millisecond), leaderBack.Round(time.Millisecond), errMsgs, skipped, reconnects)
 }
 
 // telemetryCounts are a node's telemetry counters on /metrics.
