@@ -548,6 +548,31 @@ func TestOutageNATS(t *testing.T) {
 		}
 		return strings.Join(parts, "; ")
 	}
+	// Probes and reads: alive (no restart of a node holding connections),
+	// not ready, and the job read refused, each at once.
+	for _, c := range []struct {
+		path string
+		auth string
+		want int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusServiceUnavailable},
+		{"/v1/jobs/" + l.jobs[0].id, clusterAPIKey, http.StatusServiceUnavailable},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL()+c.path, nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", "Bearer "+c.auth)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", c.path, err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != c.want || took > 2*time.Second {
+			t.Errorf("GET %s during the outage: %d after %s, want %d within 2s", c.path, resp.StatusCode, took, c.want)
+		}
+	}
 	var dials []dial
 	for _, c := range []struct {
 		what string
