@@ -682,6 +682,12 @@ func checkHeldNotLost(t *testing.T, c telemetryCounts) {
 	}
 }
 
+// unaffectedBound is the slowest producer answer allowed while a
+// telemetry store is away: generous for a loaded CI machine (1.4 s seen
+// on a shared 2-core one under the race detector), far below the 10 s a
+// write waiting on the store would take.
+const unaffectedBound = 3 * time.Second
+
 // checkDeliveryUnaffected asserts that the producers' requests in rs all
 // got 202, none slower than bound.
 func checkDeliveryUnaffected(t *testing.T, rs []postResult, bound time.Duration) {
@@ -744,7 +750,7 @@ func TestOutageClickHouse(t *testing.T) {
 		t.Fatalf("restore the proxy on %s: %v", addr, err)
 	}
 	up := time.Now()
-	checkDeliveryUnaffected(t, during, 2*time.Second)
+	checkDeliveryUnaffected(t, during, unaffectedBound)
 	checkStayedConnected(t, l, before, mid)
 
 	// Recovery: telemetry recorded after the restore reaches ClickHouse.
@@ -852,7 +858,7 @@ func TestOutageDuckDB(t *testing.T) {
 	during, mid, c1 := l.between(down, time.Now()), l.watcherStats(), telemetryFrom(metric)
 	up := time.Now()
 	store.mode.Store(faultNone)
-	checkDeliveryUnaffected(t, during, 2*time.Second)
+	checkDeliveryUnaffected(t, during, unaffectedBound)
 	checkStayedConnected(t, l, before, mid)
 
 	countSince := func(ts time.Time) int64 {
