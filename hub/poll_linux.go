@@ -205,11 +205,16 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b
 // the connection.
 func (p *poller) read(c *conn) {
 	defer func() { <-p.sem }()
-	bp := readBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	// An incomplete frame goes on in its own buffer, which grows by
+	// doubling: copying it into a pooled buffer at each wake-up would cost
+	// a client trickling a large frame byte by byte quadratic time.
+	var bp *[]byte
+	var buf []byte
 	if c.partial != nil {
-		buf = append(buf, *c.partial...)
-		c.partial = nil
+		buf, c.partial = *c.partial, nil
+	} else {
+		bp = readBufs.Get().(*[]byte)
+		buf = (*bp)[:0]
 	}
 	err := func() error {
 		for {
@@ -235,7 +240,9 @@ func (p *poller) read(c *conn) {
 			if err != nil {
 				return err
 			}
-			buf = buf[:copy(buf, rest)]
+			if len(rest) < len(buf) {
+				buf = buf[:copy(buf, rest)]
+			}
 			if n < space {
 				// The socket is drained, or nearly: if more came
 				// meanwhile, re-arming reports it at once.
@@ -244,11 +251,12 @@ func (p *poller) read(c *conn) {
 		}
 	}()
 	if err == nil && len(buf) > 0 {
-		p := slices.Clone(buf)
-		c.partial = &p
+		if bp != nil {
+			buf = slices.Clone(buf) // the pooled buffer goes back
+		}
+		c.partial = &buf
 	}
-	if cap(buf) <= maxPooledBytes {
-		*bp = buf[:0]
+	if bp != nil && cap(*bp) <= maxPooledBytes {
 		readBufs.Put(bp)
 	}
 	if err != nil {

@@ -315,9 +315,14 @@ func (c *conn) readBlocking() {
 		buf = buf[:len(buf)+n]
 		if n > 0 {
 			rest, ferr := c.readFrames(buf)
-			if ferr != nil {
+			switch {
+			case ferr != nil:
 				err = ferr
-			} else {
+			case len(rest) == 0 && cap(buf) > 4096:
+				buf = make([]byte, 0, 512) // a large frame's buffer is not kept
+			case len(rest) < len(buf):
+				// Only when a frame was consumed: moving an
+				// incomplete frame at every read would be quadratic.
 				buf = buf[:copy(buf, rest)]
 			}
 		}

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,12 +54,15 @@ func TestReadFrames(t *testing.T) {
 		name     string
 		write    []byte
 		byByte   bool // one write per byte
+		chunk    int  // one write per chunk bytes
 		pongs    int  // protocol pongs expected
 		wsPong   bool // a WebSocket pong expected
 		close    int  // the server's close code, 0 for none
 		shutdown bool // answered with 1000 after the client's close
 	}{
 		{name: "one frame a byte at a time", write: text(pingFrame), byByte: true, pongs: 1},
+		{name: "the largest frame in pieces", write: text(`{"v":2,"type":"ping","payload":{"pad":"` +
+			strings.Repeat("x", protocol.MaxFrameBytes-42) + `"}}`), chunk: 1000, pongs: 1},
 		{name: "two frames in one write", write: cat(text(pingFrame), text(pingFrame)), pongs: 2},
 		{name: "fragments around a ping", write: cat(
 			maskedFrame(0x01, []byte(pingFrame[:10])),
@@ -101,9 +105,14 @@ func TestReadFrames(t *testing.T) {
 					_ = nc.SetWriteDeadline(time.Now().Add(waitTimeout))
 					chunks := [][]byte{tt.write}
 					if tt.byByte {
+						tt.chunk = 1
+					}
+					if tt.chunk > 0 {
 						chunks = nil
-						for i := range tt.write {
-							chunks = append(chunks, tt.write[i:i+1])
+						for b := tt.write; len(b) > 0; {
+							n := min(tt.chunk, len(b))
+							chunks = append(chunks, b[:n])
+							b = b[n:]
 						}
 					}
 					for _, b := range chunks {
