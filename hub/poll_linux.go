@@ -236,7 +236,7 @@ func (p *poller) read(c *conn) {
 				return io.EOF
 			}
 			buf = buf[:len(buf)+n]
-			rest, err := c.readFrames(buf)
+			rest, err := c.readFrames(buf, c.onMessage)
 			if err != nil {
 				return err
 			}

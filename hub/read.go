@@ -40,12 +40,13 @@ type fragments struct {
 	data []byte
 }
 
-// readFrames acts on each complete frame at the start of b and returns the
+// readFrames acts on each complete frame at the start of b, handing each
+// complete message to onMessage (c.onMessage but in tests), and returns the
 // rest: an incomplete frame, to be read again with what follows it. An
 // error ends the connection, as gorilla's ReadMessage error did.
-func (c *conn) readFrames(b []byte) ([]byte, error) {
+func (c *conn) readFrames(b []byte, onMessage func([]byte)) ([]byte, error) {
 	for len(b) >= 2 {
-		n, err := c.readFrame(b)
+		n, err := c.readFrame(b, onMessage)
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +63,7 @@ func (c *conn) readFrames(b []byte) ([]byte, error) {
 // their order are gorilla's advanceFrame's: header errors as soon as the
 // first two bytes are in, the read limit as soon as the length and mask
 // are, so a client cannot make the server wait for a frame it will refuse.
-func (c *conn) readFrame(b []byte) (int, error) {
+func (c *conn) readFrame(b []byte, onMessage func([]byte)) (int, error) {
 	op := int(b[0] & 0x0f)
 	final := b[0]&0x80 != 0
 	masked := b[1]&0x80 != 0
@@ -178,7 +179,7 @@ func (c *conn) readFrame(b []byte) (int, error) {
 	default:
 		switch {
 		case final && !inMessage:
-			c.onMessage(payload)
+			onMessage(payload)
 		case !final && !inMessage:
 			c.frag = &fragments{data: slices.Clone(payload)}
 		default:
@@ -186,7 +187,7 @@ func (c *conn) readFrame(b []byte) (int, error) {
 			if final {
 				msg := c.frag.data
 				c.frag = nil
-				c.onMessage(msg)
+				onMessage(msg)
 			}
 		}
 	}
@@ -314,7 +315,7 @@ func (c *conn) readBlocking() {
 		n, err := c.nc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if n > 0 {
-			rest, ferr := c.readFrames(buf)
+			rest, ferr := c.readFrames(buf, c.onMessage)
 			switch {
 			case ferr != nil:
 				err = ferr
