@@ -113,6 +113,7 @@ type conn struct {
 	awaitingHello   bool
 	started         bool // ready was sent: the connection counts as connected
 	discard         bool // start closed the connection: read frames are dropped (reader state)
+	holdsSlot       bool // the poller's reader of the moment holds a place among maxReaders (reader state)
 }
 
 func (h *Hub) newConn(nc net.Conn, jobID, ip string, cc ClientContext, now time.Time) *conn {
@@ -887,6 +888,7 @@ func (c *conn) onHello(hello *protocol.Hello) {
 	if !waiting {
 		return
 	}
+	c.yieldReader()
 	if hello.LastSeq != nil {
 		lastSeq = hello.LastSeq
 	}

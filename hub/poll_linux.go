@@ -204,7 +204,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b
 // an incomplete one for the next wake-up and re-arms the socket; or ends
 // the connection.
 func (p *poller) read(c *conn) {
-	defer func() { <-p.sem }()
+	c.holdsSlot = true
 	// An incomplete frame goes on in its own buffer, which grows by
 	// doubling: copying it into a pooled buffer at each wake-up would cost
 	// a client trickling a large frame byte by byte quadratic time.
@@ -259,6 +259,7 @@ func (p *poller) read(c *conn) {
 	if bp != nil && cap(*bp) <= maxPooledBytes {
 		readBufs.Put(bp)
 	}
+	c.yieldReader() // before the next reader of c may start
 	if err != nil {
 		c.rs.Store(readDone)
 		c.endRead(err)
@@ -268,6 +269,16 @@ func (p *poller) read(c *conn) {
 	if !p.ctl(c, syscall.EPOLL_CTL_MOD) && c.rs.CompareAndSwap(readIdle, readDone) {
 		// Closed meanwhile (abort, teardown): end it unless abort did.
 		c.endRead(errors.New("connection closed"))
+	}
+}
+
+// yieldReader gives back the reader's place among maxReaders before work
+// that may wait (a hello frame's token check and store reads): readers
+// waiting on the store must not keep other connections' pongs unread.
+func (c *conn) yieldReader() {
+	if c.holdsSlot {
+		c.holdsSlot = false
+		<-thePoller.sem
 	}
 }
 

@@ -8,5 +8,8 @@ func (h *Hub) startReading(c *conn) {
 	go c.readBlocking()
 }
 
+// yieldReader does nothing: readers are not bounded.
+func (c *conn) yieldReader() {}
+
 // unpoll does nothing: no connection is polled.
 func (c *conn) unpoll() {}
