@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/internal/httputil"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -149,6 +150,16 @@ type SilenceRequest struct {
 	Comment   string            `json:"comment,omitempty"`
 }
 
+// createdBy names who made a silence: a signed-in user's own name, which the
+// body cannot override; with the shared admin token (or no auth check in
+// front, as in tests) what the body says.
+func createdBy(r *http.Request, claimed string) string {
+	if p, ok := auth.PrincipalFrom(r.Context()); ok && p.Name != jobcast.AdminName {
+		return p.Name
+	}
+	return claimed
+}
+
 func (s *Service) handleAddSilence(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
 	if err != nil {
@@ -162,7 +173,7 @@ func (s *Service) handleAddSilence(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, 0, jobcast.Errorf(protocol.ErrBadRequest, "malformed silence: %s", strings.TrimPrefix(err.Error(), "json: ")))
 		return
 	}
-	sil := jobcast.Silence{StartsAt: req.StartsAt, EndsAt: req.EndsAt, CreatedBy: req.CreatedBy, Comment: req.Comment}
+	sil := jobcast.Silence{StartsAt: req.StartsAt, EndsAt: req.EndsAt, CreatedBy: createdBy(r, req.CreatedBy), Comment: req.Comment}
 	for _, raw := range req.Matchers {
 		var str string
 		if json.Unmarshal(raw, &str) == nil {
