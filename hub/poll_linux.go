@@ -26,9 +26,10 @@ type poller struct {
 	running bool             // the loop goroutine runs; it exits when conns is empty
 }
 
-// maxReaders bounds the goroutines reading woken connections at once. A
-// reader may wait on the job store (a hello frame), so a few more than the
-// cores.
+// maxReaders bounds the goroutines reading woken connections at once, so
+// that a burst of wake-ups (every client answering a ping at once) does
+// not start thousands of goroutines. A reader that is about to wait on the
+// job store (a hello frame) gives its place back first (yieldReader).
 const maxReaders = 64
 
 // wakeID is the epoll key of the wake pipe; connections start at 1.
@@ -256,8 +257,8 @@ func (p *poller) read(c *conn) {
 		}
 		c.partial = &buf
 	}
-	if bp != nil && cap(*bp) <= maxPooledBytes {
-		readBufs.Put(bp)
+	if bp != nil {
+		readBufs.Put(bp) // as taken: a buffer grown for a large frame is not kept
 	}
 	c.yieldReader() // before the next reader of c may start
 	if err != nil {
