@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -39,7 +40,15 @@ type ClientContext struct {
 type Config struct {
 	// URL is the WebSocket endpoint, e.g. ws://host:8080/ws/progress, or the
 	// websocketUrl returned at job creation.
-	URL   string
+	URL string
+	// URLs are more endpoints of the same cluster, for clients that reach
+	// the nodes directly instead of through a load balancer. The watcher
+	// shuffles URL and URLs once and connects to the first; after a failed
+	// attempt or a connection that ended for any reason but an expired
+	// token it moves on to the next, round-robin. Each watcher's own order
+	// spreads the clients of a dead node over all the others. Every node
+	// of a cluster knows every job, so a refusal (404, 403) stays final.
+	URLs  []string
 	JobID string
 	// Token opens the job; TokenFunc, if set, is called for a fresh one when
 	// the server says the token expired (and once when it was rejected), and
@@ -83,6 +92,9 @@ type Event struct {
 	CloseCode int           // for "disconnected", 0 when the connection just broke
 	Reason    string
 	Resumed   bool // for "connected"
+	// Endpoint is the URL connected to ("connected", "disconnected") or
+	// that the next attempt goes to ("reconnecting").
+	Endpoint string
 }
 
 // Stats counts what a Watcher did.
@@ -98,6 +110,10 @@ type Stats struct {
 // Watcher watches one job until it finishes, reconnecting as needed.
 type Watcher struct {
 	cfg Config
+	// endpoints is URL and URLs in this watcher's own random order; next
+	// indexes the one the next attempt dials. Only Run touches next.
+	endpoints []string
+	next      int
 
 	mu       sync.Mutex
 	state    protocol.JobState
@@ -112,9 +128,16 @@ type Watcher struct {
 
 // NewWatcher validates cfg and returns a Watcher.
 func NewWatcher(cfg Config) (*Watcher, error) {
-	if cfg.URL == "" {
-		return nil, errors.New("jobcast: Config.URL is required")
+	endpoints := make([]string, 0, 1+len(cfg.URLs))
+	for _, u := range append([]string{cfg.URL}, cfg.URLs...) {
+		if u != "" && !slices.Contains(endpoints, u) {
+			endpoints = append(endpoints, u)
+		}
 	}
+	if len(endpoints) == 0 {
+		return nil, errors.New("jobcast: Config.URL or URLs is required")
+	}
+	rand.Shuffle(len(endpoints), func(i, j int) { endpoints[i], endpoints[j] = endpoints[j], endpoints[i] })
 	if cfg.Token == "" && cfg.TokenFunc == nil {
 		return nil, errors.New("jobcast: Config.Token or TokenFunc is required")
 	}
@@ -135,7 +158,7 @@ func NewWatcher(cfg Config) (*Watcher, error) {
 	default:
 		return nil, fmt.Errorf("jobcast: TokenIn %q: use header, query, subprotocol or hello", cfg.TokenIn)
 	}
-	return &Watcher{cfg: cfg, token: cfg.Token}, nil
+	return &Watcher{cfg: cfg, token: cfg.Token, endpoints: endpoints}, nil
 }
 
 // State returns the job state as last known: the ready snapshot with every
@@ -209,14 +232,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		ci := w.connectOnce(ctx, failed, lastDisconnect)
+		endpoint := w.endpoints[w.next]
+		ci := w.connectOnce(ctx, endpoint, failed, lastDisconnect)
 		if ci.good {
 			failed = 0
 			refreshedAfterReject = false
 			// X-Last-Disconnect says why the last good connection ended,
 			// not why a later attempt failed.
 			lastDisconnect = ci.reason
-			w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason})
+			w.emit(Event{Kind: "disconnected", CloseCode: ci.code, Reason: ci.reason, Endpoint: endpoint})
 		}
 		w.mu.Lock()
 		finished := w.finished
@@ -255,11 +279,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if w.cfg.MaxAttempts > 0 && failed >= w.cfg.MaxAttempts {
 			return fmt.Errorf("%w after %d attempts: %s", ErrGaveUp, failed, ci.reason)
 		}
+		if !ci.refresh || ci.err != nil {
+			// The node failed us (or is going away): try the next one. An
+			// expired token says nothing about the node, so stay.
+			w.next = (w.next + 1) % len(w.endpoints)
+		}
 		delay := w.backoff(failed)
 		if ci.retryAfter > delay {
 			delay = ci.retryAfter
 		}
-		w.emit(Event{Kind: "reconnecting", Attempt: failed, Delay: delay, Reason: ci.reason})
+		w.emit(Event{Kind: "reconnecting", Attempt: failed, Delay: delay, Reason: ci.reason, Endpoint: w.endpoints[w.next]})
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -303,12 +332,12 @@ func (w *Watcher) emit(e Event) {
 }
 
 // connectOnce dials, reads until the connection ends, and says how it ended.
-func (w *Watcher) connectOnce(ctx context.Context, failed int, lastDisconnect string) closeInfo {
+func (w *Watcher) connectOnce(ctx context.Context, endpoint string, failed int, lastDisconnect string) closeInfo {
 	w.mu.Lock()
 	token, lastSeq, haveSeq := w.token, w.lastSeq, w.haveSeq
 	w.mu.Unlock()
 
-	u, err := url.Parse(w.cfg.URL)
+	u, err := url.Parse(endpoint)
 	if err != nil {
 		return closeInfo{err: fmt.Errorf("jobcast: URL: %w", err)}
 	}
@@ -379,7 +408,7 @@ func (w *Watcher) connectOnce(ctx context.Context, failed int, lastDisconnect st
 			return closeInfo{reason: "write failed"}
 		}
 	}
-	return w.readLoop(ws)
+	return w.readLoop(ws, endpoint)
 }
 
 func writeFrame(ws *websocket.Conn, typ string, payload any) error {
@@ -425,7 +454,7 @@ func handshakeFailure(resp *http.Response, err error) closeInfo {
 const deadServerMargin = time.Second
 
 // readLoop handles frames until the connection ends.
-func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
+func (w *Watcher) readLoop(ws *websocket.Conn, endpoint string) closeInfo {
 	ci := closeInfo{}
 	deadline := 60 * time.Second // until ready says otherwise
 	for {
@@ -470,7 +499,7 @@ func (w *Watcher) readLoop(ws *websocket.Conn) closeInfo {
 			if w.cfg.OnReady != nil {
 				w.cfg.OnReady(r)
 			}
-			w.emit(Event{Kind: "connected", Resumed: r.Resumed})
+			w.emit(Event{Kind: "connected", Resumed: r.Resumed, Endpoint: endpoint})
 		case protocol.TypePing:
 			var p protocol.Ping
 			_ = json.Unmarshal(env.Payload, &p)

@@ -38,7 +38,10 @@ type Options struct {
 	SQLiteDir string
 	// Store overrides the store (SQLiteDir is then ignored).
 	Store jobcast.JobStore
-	Log   *slog.Logger
+	// Broker overrides the in-memory broker: two servers given the same
+	// Store and Broker act as two nodes of one cluster.
+	Broker jobcast.Broker
+	Log    *slog.Logger
 	// Recorder takes the server's telemetry events (default: none).
 	Recorder jobcast.EventRecorder
 }
@@ -120,7 +123,10 @@ func start(opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	broker := inmem.NewBroker()
+	broker := opt.Broker
+	if broker == nil {
+		broker = inmem.NewBroker()
+	}
 	catalog := jobcast.NewCatalog(cfg.Errors)
 	svc := jobs.New(store, broker, catalog, clock, log)
 	h := hub.New(hub.Options{Config: cfg, Store: store, Broker: broker, Tokens: tokens, Catalog: catalog, Clock: clock, Log: log, NodeID: cfg.NodeID, Recorder: opt.Recorder})
