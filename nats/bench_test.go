@@ -3,7 +3,6 @@ package nats_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -46,49 +45,4 @@ func BenchmarkBrokerCrossNode(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-}
-
-// BenchmarkJobStoreUpdate measures UpdateJob: a progress update (one
-// conditional publish) and an update that logs a message (an atomic batch),
-// on a memory and on a file stream.
-//
-//	go test -run '^$' -bench JobStoreUpdate -benchtime 200x ./nats/
-func BenchmarkJobStoreUpdate(b *testing.B) {
-	url := natstest.NewServer(b)
-	for i, c := range []struct {
-		storage string
-		memory  bool
-		event   string
-	}{
-		{"memory", true, protocol.EventProgress},
-		{"memory", true, protocol.EventError},
-		{"file", false, protocol.EventProgress},
-		{"file", false, protocol.EventError},
-	} {
-		b.Run(c.storage+"/"+c.event, func(b *testing.B) {
-			ctx := context.Background()
-			s, err := nats.NewJobStore(ctx, natstest.Connect(b, url), nats.JobStoreConfig{
-				Stream: fmt.Sprintf("BENCH_%d", i), Prefix: fmt.Sprintf("bench%d", i), Memory: c.memory,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			job := &jobcast.Job{JobState: protocol.JobState{JobID: "job-bench", Pipeline: "csv_import", Status: protocol.StatusPending}}
-			if err := s.CreateJob(ctx, job); err != nil {
-				b.Fatal(err)
-			}
-			ev := []protocol.ProducerEvent{{Type: c.event, Payload: json.RawMessage(`{"processedCount":1,"code":"E_X"}`)}}
-			catalog := jobcast.NewCatalog(nil)
-			for b.Loop() {
-				prev := job.Rev
-				msgs, err := jobcast.ApplyEvents(job, ev, catalog, time.Now())
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.UpdateJob(ctx, job, prev, msgs); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
 }
