@@ -156,7 +156,8 @@ type Rule struct {
 	Filters map[string]string `yaml:"filters,omitempty" json:"filters,omitempty"`
 	// SQL is a read-only query on the events table returning a column
 	// named value and, as labels, any other columns; {{from}} and {{to}}
-	// are replaced by the window's bounds as timestamp literals.
+	// are replaced by the window's bounds as timestamp literals, {{to-5m}}
+	// by a bound minus a duration (ClickHouse's ts takes no INTERVAL).
 	SQL string `yaml:"sql,omitempty" json:"sql,omitempty"`
 	// Window is the time window the metric or query covers, ending now.
 	Window Duration `yaml:"window" json:"window"`

@@ -30,7 +30,7 @@ FROM (
   WHERE ts >= {{from}} AND ts < {{to}} AND job_id <> ''
   GROUP BY job_id
 ) AS jobs
-WHERE started IS NOT NULL AND finished = 0 AND started < {{to}} - INTERVAL 5 MINUTE
+WHERE started IS NOT NULL AND finished = 0 AND started < {{to-5m}}
 GROUP BY pipeline`
 
 // DefaultRules returns the seven rules SPEC §6 ships, enabled, with `for: 0`:

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -548,17 +549,47 @@ func (s *Service) query(ctx context.Context, r *compiledRule, now time.Time) ([]
 	return sqlSamples(rows)
 }
 
-// expandSQL replaces {{from}} and {{to}} with timestamp literals of the
-// dialect (the sandbox takes no parameters).
+// boundRE matches a window bound in custom SQL: {{from}} or {{to}},
+// optionally minus a Go duration ({{to-5m}}).
+var boundRE = regexp.MustCompile(`\{\{\s*(from|to)\s*(?:-\s*([0-9][0-9a-zµ.]*)\s*)?\}\}`)
+
+// expandSQL replaces {{from}} and {{to}}, and {{to-5m}}-style offsets of
+// them, with timestamp literals of the dialect (the sandbox takes no
+// parameters). The offsets exist because ClickHouse's ts (Decimal64(3),
+// Unix seconds, as on 18.16, which has no DateTime64) cannot take
+// `- INTERVAL 5 MINUTE`, so SQL that subtracts an interval from a bound
+// works on DuckDB only. On ClickHouse a literal is the one the store binds
+// for a time.Time argument, and the metrics library's clickhouse dialect
+// with it (clickhouse.tsLiteral): a Decimal64(3), which compares with ts
+// on 18.16 and on current servers. A bound whose offset is no duration is
+// left as written, for the server to refuse.
 func expandSQL(q, dialect string, from, to time.Time) string {
 	lit := func(t time.Time) string {
-		ts := t.UTC().Format("2006-01-02 15:04:05.000000")
 		if dialect == "clickhouse" {
-			return "toDateTime64('" + ts + "', 6, 'UTC')"
+			ms := t.UnixMilli()
+			sec, frac := ms/1000, ms%1000
+			if frac < 0 {
+				sec, frac = sec-1, frac+1000
+			}
+			return fmt.Sprintf("toDecimal64('%d.%03d', 3)", sec, frac)
 		}
-		return "TIMESTAMP '" + ts + "'"
+		return "TIMESTAMP '" + t.UTC().Format("2006-01-02 15:04:05.000000") + "'"
 	}
-	return strings.NewReplacer("{{from}}", lit(from), "{{to}}", lit(to)).Replace(q)
+	return boundRE.ReplaceAllStringFunc(q, func(m string) string {
+		sub := boundRE.FindStringSubmatch(m)
+		t := from
+		if sub[1] == "to" {
+			t = to
+		}
+		if sub[2] != "" {
+			d, err := time.ParseDuration(sub[2])
+			if err != nil {
+				return m
+			}
+			t = t.Add(-d)
+		}
+		return lit(t)
+	})
 }
 
 // sqlSamples reads a custom query's answer: the column named value is the
