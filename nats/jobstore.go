@@ -1,12 +1,14 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -111,6 +113,11 @@ func NewJobStore(ctx context.Context, nc *natsgo.Conn, cfg JobStoreConfig) (*Job
 func (s *JobStore) stateSubject(id string) string { return s.cfg.Prefix + ".job." + token(id) }
 func (s *JobStore) logSubject(id string) string   { return s.cfg.Prefix + ".log." + token(id) }
 
+// jobSubjects matches both subjects of a job. The job's revision is the
+// stream sequence of the last message on them: every write checks it, so a
+// state write and a logged update conflict with each other.
+func (s *JobStore) jobSubjects(id string) string { return s.cfg.Prefix + ".*." + token(id) }
+
 // pubAck is JetStream's reply to a publish or a batch commit.
 type pubAck struct {
 	Stream   string              `json:"stream"`
@@ -180,13 +187,38 @@ func (s *JobStore) stateMsg(job *jobcast.Job, prevRev int64) (*natsgo.Msg, error
 	}
 	m := natsgo.NewMsg(s.stateSubject(job.JobID))
 	m.Data = data
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatInt(prevRev, 10))
+	s.expectRev(m, job.JobID, prevRev)
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	return m, nil
 }
 
+// expectRev makes m conditional on the job's revision being rev.
+func (s *JobStore) expectRev(m *natsgo.Msg, id string, rev int64) {
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatInt(rev, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, s.jobSubjects(id))
+}
+
+// loggedUpdate is a log message that carries the job's state as of the
+// update: an update that logs one chunk is this one message, atomic by
+// nature. Log messages written before it (and the chunks of a bigger
+// update) are bare JSON arrays of envelopes, the state being on the state
+// subject.
+type loggedUpdate struct {
+	State json.RawMessage     `json:"state,omitempty"`
+	Log   []protocol.Envelope `json:"log"`
+}
+
+// decodeLogged decodes a log message of either form.
+func decodeLogged(data []byte) (loggedUpdate, error) {
+	var u loggedUpdate
+	if b := bytes.TrimLeft(data, " \t\r\n"); len(b) > 0 && b[0] == '[' {
+		return u, json.Unmarshal(data, &u.Log)
+	}
+	return u, json.Unmarshal(data, &u)
+}
+
 // CreateJob implements jobcast.JobStore: a state write expecting no message
-// on the job's subject.
+// on the job's subjects.
 func (s *JobStore) CreateJob(ctx context.Context, job *jobcast.Job) error {
 	m, err := s.stateMsg(job, 0)
 	if err != nil {
@@ -203,31 +235,46 @@ func (s *JobStore) CreateJob(ctx context.Context, job *jobcast.Job) error {
 	return nil
 }
 
-// GetJob implements jobcast.JobStore.
+// GetJob implements jobcast.JobStore: one read of the last message on the
+// job's two subjects, which holds its current state whichever it is.
 func (s *JobStore) GetJob(ctx context.Context, id string) (*jobcast.Job, error) {
 	ctx, release, err := whileConnected(ctx, s.nc)
 	if err != nil {
 		return nil, fmt.Errorf("get job %s: %w", id, err)
 	}
 	defer release()
-	raw, err := s.stream.GetLastMsgForSubject(ctx, s.stateSubject(id))
+	raw, err := s.stream.GetLastMsgForSubject(ctx, s.jobSubjects(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, jobcast.ErrJobNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job %s: %w", id, outageError(ctx, err))
 	}
+	data := raw.Data
+	if raw.Subject != s.stateSubject(id) {
+		u, err := decodeLogged(raw.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decode logged update of %s: %w", id, err)
+		}
+		data = u.State
+		if data == nil {
+			// A bare log message is last only when a sweep purged
+			// the state before the log (see DeleteFinishedBefore).
+			return nil, jobcast.ErrJobNotFound
+		}
+	}
 	var job jobcast.Job
-	if err := json.Unmarshal(raw.Data, &job); err != nil {
+	if err := json.Unmarshal(data, &job); err != nil {
 		return nil, fmt.Errorf("decode job %s: %w", id, err)
 	}
 	job.Rev = int64(raw.Sequence)
 	return &job, nil
 }
 
-// UpdateJob implements jobcast.JobStore. With messages to log it publishes
-// one atomic batch, the log messages then the conditional state write that
-// commits it; see doc.go.
+// UpdateJob implements jobcast.JobStore, with one conditional publish: of
+// the state alone when nothing is logged, else of the logged messages with
+// the state in one log message. An update that logs more than one chunk
+// (past 256 KB) is an atomic batch, the chunks then the state; see doc.go.
 func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int64, msgs []*jobcast.Message) error {
 	if prevRev <= 0 {
 		// 0 would mean "no state yet" to the server and create the job.
@@ -241,7 +288,12 @@ func (s *JobStore) UpdateJob(ctx context.Context, job *jobcast.Job, prevRev int6
 	if err != nil {
 		return err
 	}
-	seq, err := s.commit(ctx, job.JobID, state, chunks)
+	var seq uint64
+	if len(chunks) == 1 {
+		seq, err = s.request(ctx, s.loggedMsg(job.JobID, prevRev, state.Data, chunks[0]))
+	} else {
+		seq, err = s.commit(ctx, job.JobID, state, chunks)
+	}
 	if errors.Is(err, errWrongLastSeq) {
 		return s.missingOrConflict(ctx, job.JobID)
 	}
@@ -288,6 +340,20 @@ func logChunks(msgs []*jobcast.Message) ([][]byte, error) {
 		chunks = append(chunks, append(cur, ']'))
 	}
 	return chunks, nil
+}
+
+// loggedMsg is an update that logs one chunk: a loggedUpdate on the log
+// subject, conditional on the job's revision.
+func (s *JobStore) loggedMsg(id string, prevRev int64, state, chunk []byte) *natsgo.Msg {
+	m := natsgo.NewMsg(s.logSubject(id))
+	data := make([]byte, 0, len(state)+len(chunk)+20)
+	data = append(data, `{"state":`...)
+	data = append(data, state...)
+	data = append(data, `,"log":`...)
+	data = append(data, chunk...)
+	m.Data = append(data, '}')
+	s.expectRev(m, id, prevRev)
+	return m
 }
 
 // commit writes state, and the log chunks before it in one atomic batch,
@@ -365,12 +431,12 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 	}
 	defer release()
 	out := []protocol.Envelope{}
-	err = s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(data []byte) error {
-		var envs []protocol.Envelope
-		if err := json.Unmarshal(data, &envs); err != nil {
+	err = s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(_ string, data []byte) error {
+		u, err := decodeLogged(data)
+		if err != nil {
 			return fmt.Errorf("decode logged messages of %s: %w", jobID, err)
 		}
-		for _, env := range envs {
+		for _, env := range u.Log {
 			if env.Seq > afterSeq {
 				out = append(out, env)
 			}
@@ -388,7 +454,7 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 
 // scan calls fn with every message on subject that policy delivers, reading
 // until the consumer has nothing pending.
-func (s *JobStore) scan(ctx context.Context, subject string, policy jetstream.DeliverPolicy, fn func([]byte) error) error {
+func (s *JobStore) scan(ctx context.Context, subject string, policy jetstream.DeliverPolicy, fn func(subject string, data []byte) error) error {
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject},
 		DeliverPolicy:  policy,
@@ -404,7 +470,7 @@ func (s *JobStore) scan(ctx context.Context, subject string, policy jetstream.De
 		n, done := 0, false
 		for m := range batch.Messages() {
 			n++
-			if err := fn(m.Data()); err != nil {
+			if err := fn(m.Subject(), m.Data()); err != nil {
 				return err
 			}
 			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
@@ -423,36 +489,93 @@ func (s *JobStore) scan(ctx context.Context, subject string, policy jetstream.De
 	}
 }
 
-// DeleteFinishedBefore implements jobcast.JobStore: it reads every job's
-// state and purges the state and log subjects of those that finished
+// DeleteFinishedBefore implements jobcast.JobStore: it reads the last
+// message of every job subject and log subject, takes each job's state from
+// the later of its two, and purges both subjects of the jobs that finished
 // before t.
 func (s *JobStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, error) {
-	var expired []string
-	err := s.scan(ctx, s.cfg.Prefix+".job.*", jetstream.DeliverLastPerSubjectPolicy, func(data []byte) error {
+	type latest struct {
+		seq      uint64
+		finished bool
+		id       string
+	}
+	jobs := map[string]latest{} // by subject token
+	err := s.scanLast(ctx, func(subject string, seq uint64, data []byte) error {
+		tok := subject[strings.LastIndexByte(subject, '.')+1:]
+		if seq < jobs[tok].seq {
+			return nil
+		}
+		if subject != s.cfg.Prefix+".job."+tok {
+			u, err := decodeLogged(data)
+			if err != nil {
+				return fmt.Errorf("decode logged update: %w", err)
+			}
+			if u.State == nil {
+				return nil // a log message of a batch: its state came after it
+			}
+			data = u.State
+		}
 		var job jobcast.Job
 		if err := json.Unmarshal(data, &job); err != nil {
 			return fmt.Errorf("decode job: %w", err)
 		}
-		if !job.FinishedAt.IsZero() && job.FinishedAt.Before(t) {
-			expired = append(expired, job.JobID)
-		}
+		jobs[tok] = latest{seq: seq, finished: !job.FinishedAt.IsZero() && job.FinishedAt.Before(t), id: job.JobID}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, id := range expired {
-		// Log first: a crash in between leaves a job without its log
-		// until the next sweep, never a log without its job.
-		for _, subj := range []string{s.logSubject(id), s.stateSubject(id)} {
-			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-				return n, fmt.Errorf("purge %s: %w", subj, err)
-			}
+	for _, j := range jobs {
+		if !j.finished {
+			continue
+		}
+		// One purge of both subjects: a job never loses its log and
+		// keeps an older state, nor the reverse.
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.jobSubjects(j.id))); err != nil {
+			return n, fmt.Errorf("purge job %s: %w", j.id, err)
 		}
 		n++
 	}
 	return n, nil
+}
+
+// scanLast calls fn with the last message of every subject in the stream.
+func (s *JobStore) scanLast(ctx context.Context, fn func(subject string, seq uint64, data []byte) error) error {
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.cfg.Prefix + ".job.*", s.cfg.Prefix + ".log.*"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("read the stream's last messages: %w", err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return fmt.Errorf("read the stream's last messages: %w", err)
+		}
+		n, done := 0, false
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read the stream's last messages: %w", err)
+			}
+			if err := fn(m.Subject(), md.Sequence.Stream, m.Data()); err != nil {
+				return err
+			}
+			done = md.NumPending == 0
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read the stream's last messages: %w", err)
+		}
+		if done || n == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // Close implements jobcast.JobStore. The connection belongs to the caller.
