@@ -86,7 +86,7 @@ func TestCrashSafety(t *testing.T) {
 	for round, c := range []struct {
 		after int64
 		big   bool
-	}{{10, false}, {90, false}, {200, false}, {4, true}} {
+	}{{10, false}, {90, false}, {200, false}, {2, true}} {
 		path := filepath.Join(t.TempDir(), "crash.duckdb")
 		acked := killMidWrite(t, path, c.after, c.big)
 		for _, p := range []string{path, path + ".wal"} {

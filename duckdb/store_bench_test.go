@@ -135,6 +135,48 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// rowGroup is DuckDB's row group size: a transaction that appends at least
+// this many rows to a table writes them compressed into the file before it
+// commits and logs only their blocks in the WAL.
+const rowGroup = 122880
+
+// BenchmarkRowGroups measures Write with batches of one DuckDB row
+// group (telemetry.DefaultMaxBatchSize, what the recorder writes a backlog
+// in when its ring is larger), at the store's default checkpoint threshold;
+// an op is one batch, bytes/event the file's size after Close.
+func BenchmarkRowGroups(b *testing.B) {
+	events := make([]jobcast.Event, 2*rowGroup)
+	for i := range events {
+		events[i] = realisticEvent(i)
+	}
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "bench.duckdb")
+	s, err := duckdb.Open(ctx, path, duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var longest time.Duration
+	cpu := cpuSeconds(b)
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		j := i % 2 * rowGroup
+		if err := s.Write(ctx, events[j:j+rowGroup]); err != nil {
+			b.Fatal(err)
+		}
+		longest = max(longest, time.Since(start))
+	}
+	b.ReportMetric(float64(b.N*rowGroup)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(longest.Milliseconds()), "max-write-ms")
+	b.ReportMetric((cpuSeconds(b)-cpu)*1e6/float64(b.N*rowGroup), "cpu-µs/event")
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err == nil {
+		b.ReportMetric(float64(fi.Size())/float64(b.N*rowGroup), "bytes/event")
+	}
+}
+
 // BenchmarkIngest measures sustained ingestion the way a node does it:
 // events go into a telemetry.Recorder with its default options but for the
 // ring's size, and its writer puts them into the store; an op is 4096
