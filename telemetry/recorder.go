@@ -23,8 +23,9 @@ type Options struct {
 	// BatchSize is how many buffered events wake the writer before
 	// FlushInterval has passed (default 4096).
 	BatchSize int
-	// MaxBatchSize is the most events one Write gets (default
-	// DefaultMaxBatchSize, at least BatchSize, at most BufferSize). A
+	// MaxBatchSize is the most events one Write gets (default: the
+	// store's, when it is a BatchSizer, else DefaultMaxBatchSize; never
+	// above a BatchSizer's; at least BatchSize, at most BufferSize). A
 	// writer that falls behind takes everything buffered up to this: a
 	// store's cost per event then shrinks as the backlog grows, so it
 	// catches up instead of dropping. The batch being written is held
@@ -51,10 +52,23 @@ type Options struct {
 // compressed straight into the database file and logged in the WAL as block
 // pointers, instead of row by row into the WAL and compressed again at the
 // next checkpoint: about 40 % less CPU per event (docs/benchmarks.md). A
-// backlog is taken in whole row groups, so such Writes leave no partly filled
-// row groups behind. It takes effect with a BufferSize above it; at
-// 65,536 a backlog is written a whole ring at a time.
+// backlog is taken in whole row groups, so that each such Write does not
+// leave a partly filled row group behind (a batch of 131,072 made the file
+// almost twice as large per event). It takes effect with a BufferSize above
+// it; at 65,536 a backlog is written a whole ring at a time.
 const DefaultMaxBatchSize = 122880
+
+// BatchSizer is implemented by a store whose Writes should stay below a
+// size of its own: the default MaxBatchSize is right for DuckDB, whose
+// cost per event falls with the batch, and wrong for ClickHouse, which
+// inserts a 65,536-event batch at half the rate of a 10,000-event one and,
+// once a Write times out, gets a bigger batch next time (it never caught
+// up; docs/cluster.md).
+type BatchSizer interface {
+	// MaxBatchSize is the most events the store wants in one Write; 0
+	// means no limit of its own.
+	MaxBatchSize() int
+}
 
 // Stats are the recorder's counters since it started.
 type Stats struct {
@@ -93,11 +107,24 @@ func New(store jobcast.TelemetryStore, opt Options) *Recorder {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 4096
 	}
+	storeMax := 0
+	if bs, ok := store.(BatchSizer); ok {
+		storeMax = bs.MaxBatchSize()
+	}
+	if storeMax > 0 {
+		opt.BatchSize = min(opt.BatchSize, storeMax)
+	}
 	if opt.BatchSize > opt.BufferSize {
 		opt.BatchSize = opt.BufferSize
 	}
 	if opt.MaxBatchSize <= 0 {
 		opt.MaxBatchSize = DefaultMaxBatchSize
+		if storeMax > 0 {
+			opt.MaxBatchSize = storeMax
+		}
+	}
+	if storeMax > 0 {
+		opt.MaxBatchSize = min(opt.MaxBatchSize, storeMax)
 	}
 	opt.MaxBatchSize = min(max(opt.MaxBatchSize, opt.BatchSize), opt.BufferSize)
 	if opt.FlushInterval <= 0 {
