@@ -5,6 +5,7 @@ package hub
 import (
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"syscall"
@@ -16,7 +17,13 @@ import (
 // a reader goroutine has read it and re-armed it, so two readers never
 // read one connection.
 type poller struct {
-	epfd  int
+	epfd int
+	// file is the epoll set in Go's own netpoller: the loop waits in the
+	// scheduler, not in a blocking epoll_wait, which held the P of a
+	// one-core server for up to a sysmon tick at each wait and halved the
+	// rate of new connections.
+	file  *os.File
+	raw   syscall.RawConn
 	wake  int           // read end of a pipe in the set: wakes the loop to exit
 	wakeW int           // write end
 	sem   chan struct{} // bounds the readers running at once
@@ -58,13 +65,29 @@ func newPoller() (*poller, error) {
 		return nil, err
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeID}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fds[0], &ev); err != nil {
+	err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fds[0], &ev)
+	if err == nil {
+		err = syscall.SetNonblock(epfd, true)
+	}
+	if err != nil {
 		syscall.Close(epfd)
 		syscall.Close(fds[0])
 		syscall.Close(fds[1])
 		return nil, err
 	}
+	// Kept for the life of the process: the file's finalizer would close
+	// the set.
+	file := os.NewFile(uintptr(epfd), "jobcast-epoll")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return nil, err
+	}
 	return &poller{
+		file:  file,
+		raw:   raw,
 		epfd:  epfd,
 		wake:  fds[0],
 		wakeW: fds[1],
@@ -156,9 +179,24 @@ func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 128)
 	ready := make([]*conn, 0, len(events))
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		var n int
+		// epoll_wait without waiting; with nothing ready the goroutine
+		// parks until Go's netpoller sees the set readable.
+		err := p.raw.Read(func(fd uintptr) bool {
+			var werr error
+			for {
+				n, werr = syscall.EpollWait(int(fd), events, 0)
+				if werr != syscall.EINTR {
+					break
+				}
+			}
+			return werr == nil && n > 0
+		})
 		if err != nil {
-			n = 0 // EINTR
+			// Not expected (the set is pollable and never closed):
+			// wait in the kernel rather than spin.
+			n, _ = syscall.EpollWait(p.epfd, events, -1)
+			n = max(n, 0)
 		}
 		p.mu.Lock()
 		for _, ev := range events[:n] {
