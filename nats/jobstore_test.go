@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -23,21 +24,155 @@ func TestJobStore(t *testing.T) {
 	t.Parallel()
 	url := natstest.NewServer(t)
 	var n atomic.Int64
-	storetest.RunJobStoreTests(t, func(t *testing.T) jobcast.JobStore {
-		// One server, a stream and subject prefix per test: each store
-		// starts empty. In memory: the contract is the same on files, and
-		// TestJobStoreOnFiles covers the file stream.
-		i := n.Add(1)
-		s, err := nats.NewJobStore(context.Background(), natstest.Connect(t, url), nats.JobStoreConfig{
-			Stream: fmt.Sprintf("JOBS_%d", i),
-			Prefix: fmt.Sprintf("t%d", i),
-			Memory: true,
+	for _, storage := range []string{"memory", "file"} {
+		t.Run(storage, func(t *testing.T) {
+			t.Parallel()
+			storetest.RunJobStoreTests(t, func(t *testing.T) jobcast.JobStore {
+				// One server, a stream and subject prefix per test:
+				// each store starts empty.
+				i := n.Add(1)
+				s, err := nats.NewJobStore(context.Background(), natstest.Connect(t, url), nats.JobStoreConfig{
+					Stream: fmt.Sprintf("JOBS_%d", i),
+					Prefix: fmt.Sprintf("t%d", i),
+					Memory: storage == "memory",
+				})
+				if err != nil {
+					t.Fatalf("NewJobStore: %v", err)
+				}
+				return s
+			})
 		})
-		if err != nil {
-			t.Fatalf("NewJobStore: %v", err)
+	}
+}
+
+// TestJobStoreRevisionAcrossSubjects: a progress update writes the state
+// subject and a logged update the log subject, and each must still see the
+// other's write as a new revision: the loser of any pair conflicts and
+// changes nothing.
+func TestJobStoreRevisionAcrossSubjects(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := nats.NewJobStore(ctx, natstest.Connect(t, natstest.NewServer(t)), nats.JobStoreConfig{})
+	if err != nil {
+		t.Fatalf("NewJobStore: %v", err)
+	}
+	catalog := jobcast.NewCatalog(nil)
+	for i, tt := range []struct{ first, second string }{
+		{protocol.EventProgress, protocol.EventError},
+		{protocol.EventError, protocol.EventProgress},
+		{protocol.EventError, protocol.EventError},
+		{protocol.EventProgress, protocol.EventProgress},
+	} {
+		t.Run(tt.first+"-then-"+tt.second, func(t *testing.T) {
+			id := fmt.Sprintf("job-%d", i)
+			if err := s.CreateJob(ctx, &jobcast.Job{JobState: protocol.JobState{JobID: id, Pipeline: "p"}}); err != nil {
+				t.Fatalf("CreateJob: %v", err)
+			}
+			update := func(typ, code string, prev *jobcast.Job) (*jobcast.Job, error) {
+				job := *prev
+				ev := []protocol.ProducerEvent{{Type: typ, Payload: json.RawMessage(`{"processedCount":1,"code":"` + code + `"}`)}}
+				msgs, err := jobcast.ApplyEvents(&job, ev, catalog, time.UnixMilli(1_764_133_200_000))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &job, s.UpdateJob(ctx, &job, prev.Rev, msgs)
+			}
+			base, err := s.GetJob(ctx, id)
+			if err != nil {
+				t.Fatalf("GetJob: %v", err)
+			}
+			won, err := update(tt.first, "E_FIRST", base)
+			if err != nil {
+				t.Fatalf("first UpdateJob: %v", err)
+			}
+			if _, err := update(tt.second, "E_SECOND", base); !errors.Is(err, jobcast.ErrConflict) {
+				t.Fatalf("second UpdateJob on the same revision = %v, want ErrConflict", err)
+			}
+			got, err := s.GetJob(ctx, id)
+			if err != nil || got.Rev != won.Rev || got.Seq != 1 {
+				t.Fatalf("GetJob = %+v, %v; want the first update's rev %d, seq 1", got, err, won.Rev)
+			}
+			logged, err := s.Messages(ctx, id, 0)
+			if err != nil {
+				t.Fatalf("Messages: %v", err)
+			}
+			want := 0
+			if tt.first == protocol.EventError {
+				want = 1
+			}
+			if len(logged) != want {
+				t.Fatalf("Messages = %+v; want only the first update's", logged)
+			}
+			// The winner's revision works, whatever was written last.
+			if _, err := update(tt.second, "E_SECOND", got); err != nil {
+				t.Fatalf("UpdateJob on the current revision: %v", err)
+			}
+		})
+	}
+}
+
+// TestJobStoreReadsBatchFormat: logs written as atomic batches (a bare JSON
+// array on the log subject, then the state on the state subject), as every
+// update that logged something was before one-message updates and as
+// updates past 256 KB still are, read and update as before.
+func TestJobStoreReadsBatchFormat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc := natstest.Connect(t, natstest.NewServer(t))
+	s, err := nats.NewJobStore(ctx, nc, nats.JobStoreConfig{})
+	if err != nil {
+		t.Fatalf("NewJobStore: %v", err)
+	}
+	job := &jobcast.Job{JobState: protocol.JobState{JobID: "job.old", Pipeline: "p", Status: protocol.StatusPending}}
+	if err := s.CreateJob(ctx, job); err != nil {
+		t.Fatalf("CreateJob: %v", err)
+	}
+	now := time.UnixMilli(1_764_133_200_000)
+	started, err := jobcast.ApplyEvents(job, []protocol.ProducerEvent{{Type: protocol.EventStarted}}, jobcast.NewCatalog(nil), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an atomic batch leaves in the stream, written directly.
+	logMsg := natsgo.NewMsg("jobcast.log.job%2Eold")
+	logMsg.Data = []byte("[" + string(started[0].Frame) + "]")
+	state, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateMsg := natsgo.NewMsg("jobcast.job.job%2Eold")
+	stateMsg.Data = state
+	stateMsg.Header.Set("Nats-Rollup", "sub")
+	for _, m := range []*natsgo.Msg{logMsg, stateMsg} {
+		if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
+			t.Fatalf("publish %s: %v", m.Subject, err)
 		}
-		return s
-	})
+	}
+
+	got, err := s.GetJob(ctx, "job.old")
+	if err != nil || got.Status != protocol.StatusRunning || got.Seq != 1 {
+		t.Fatalf("GetJob = %+v, %v; want running at seq 1", got, err)
+	}
+	prev := got.Rev
+	done, err := jobcast.ApplyEvents(got, []protocol.ProducerEvent{{Type: protocol.EventCompleted}}, jobcast.NewCatalog(nil), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateJob(ctx, got, prev, done); err != nil {
+		t.Fatalf("UpdateJob on a batch-written job: %v", err)
+	}
+	logged, err := s.Messages(ctx, "job.old", 0)
+	if err != nil || len(logged) != 2 || logged[0].Type != protocol.TypeJobStarted || logged[1].Type != protocol.TypeJobCompleted {
+		t.Fatalf("Messages = %+v, %v; want job_started, job_completed", logged, err)
+	}
+	if n, err := s.DeleteFinishedBefore(ctx, now.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("DeleteFinishedBefore = %d, %v; want 1", n, err)
+	}
+	if _, err := s.GetJob(ctx, "job.old"); !errors.Is(err, jobcast.ErrJobNotFound) {
+		t.Fatalf("GetJob after the sweep = %v, want ErrJobNotFound", err)
+	}
+	if logged, err := s.Messages(ctx, "job.old", 0); err != nil || len(logged) != 0 {
+		t.Fatalf("Messages after the sweep = %+v, %v; want none", logged, err)
+	}
 }
 
 // TestJobStoreOnFiles runs an update with logged messages through the
