@@ -14,7 +14,9 @@
 // the handshake is done, the connection's socket joins one epoll set
 // shared by the process (poll_linux.go), armed EPOLLIN|EPOLLRDHUP|
 // EPOLLONESHOT. One poller goroutine waits on the set, and only while it
-// holds a connection. When a socket is readable the poller starts a reader
+// holds a connection; it waits in Go's own netpoller (the set is
+// registered as a file and read with a non-waiting epoll_wait), not in a
+// blocking system call, which would keep a processor from the scheduler. When a socket is readable the poller starts a reader
 // goroutine for it (at most maxReaders at once), which reads what the
 // socket holds without waiting, acts on each complete frame, keeps an
 // incomplete one for the next wake-up (an idle connection keeps none) and
