@@ -52,6 +52,11 @@ type Options struct {
 	Jobs Jobs
 	// Live gives the open connections; nil shows none.
 	Live Live
+	// Nodes holds every node's live figures: in cluster mode the live
+	// counts are the sum over all nodes, with this node's (NodeID) taken
+	// fresh from Live. nil counts this node only.
+	Nodes  jobcast.NodeRegistry
+	NodeID string
 	// Alerts fills the alerts panel; nil (no alerting on this node) makes
 	// the panel say that alerts are not configured.
 	Alerts Alerts
@@ -119,6 +124,7 @@ type Handler struct {
 	pages    *pages
 	cache    overviewCache
 	expCache experimentsCache
+	nodes    nodesCache
 
 	// done ends the live streams, so that http.Server.Shutdown (which
 	// waits for handlers) is not held up by an open page.

@@ -214,6 +214,9 @@ type Overview struct {
 	// job inspector; StreamIntervalMs is how often the stream sends.
 	LiveJobs         []string `json:"liveJobs"`
 	StreamIntervalMs int64    `json:"streamIntervalMs"`
+	// LiveJobCount and Nodes are as in LiveUpdate.
+	LiveJobCount int64                `json:"liveJobCount"`
+	Nodes        []jobcast.NodeStatus `json:"nodes"`
 	// Alerts and Experiments are the state now, whatever the range and
 	// filters: an alert fires now, an experiment runs since its start.
 	Alerts      *AlertsPanel      `json:"alerts"`
@@ -732,37 +735,109 @@ func (h *Handler) build(ctx context.Context, req Request) (*Overview, error) {
 	out.StreamIntervalMs = h.opt.StreamInterval.Milliseconds()
 	lu := h.live(0)
 	out.Health.LiveConnections, out.LiveJobs = lu.LiveConnections, lu.LiveJobs
+	out.LiveJobCount, out.Nodes = lu.LiveJobCount, lu.Nodes
 	out.Alerts, out.Experiments = h.alertsPanel(ctx), h.experimentsPanel(ctx)
 	return &out, nil
 }
 
-// LiveUpdate is the stream's "live" event: this node's live figures, sent
-// every StreamInterval, also between overviews.
+// LiveUpdate is the stream's "live" event: the live figures, sent every
+// StreamInterval, also between overviews. With a node registry the counts
+// are sums over every node of the cluster: this node's taken now, the
+// others' as they last published them (every few seconds).
 type LiveUpdate struct {
-	LiveConnections int64    `json:"liveConnections"`
-	LiveJobs        []string `json:"liveJobs"`
+	LiveConnections int64 `json:"liveConnections"`
+	// LiveJobCount is the jobs with open connections, summed over the
+	// nodes: a job watched through two nodes counts twice.
+	LiveJobCount int64 `json:"liveJobCount"`
+	// LiveJobs are some jobs with open connections on this node.
+	LiveJobs []string `json:"liveJobs"`
+	// Nodes are the nodes counted, by id; without a registry, this node.
+	Nodes []jobcast.NodeStatus `json:"nodes"`
 	// NextOverviewMs is when the next overview is due, from now. It grows
 	// when overviews take long to compute (a 30-day range over millions of
 	// events), so that one open page cannot keep the store busy.
 	NextOverviewMs int64 `json:"nextOverviewMs"`
 }
 
-// live returns this node's live figures.
+// live returns the live figures.
 func (h *Handler) live(next time.Duration) LiveUpdate {
-	lu := LiveUpdate{LiveJobs: []string{}, NextOverviewMs: next.Milliseconds()}
-	if h.opt.Live == nil {
+	lu := LiveUpdate{LiveJobs: []string{}, Nodes: []jobcast.NodeStatus{}, NextOverviewMs: next.Milliseconds()}
+	if h.opt.Live == nil && h.opt.Nodes == nil {
 		return lu
 	}
-	lu.LiveConnections = h.opt.Live.ConnCount()
-	for _, c := range h.opt.Live.Connections("") {
-		if len(lu.LiveJobs) == maxLiveJobs {
-			break
+	now := h.opt.Clock.Now()
+	self := jobcast.NodeStatus{ID: h.opt.NodeID, LastSeen: now.UTC()}
+	if h.opt.Live != nil {
+		self.Connections = h.opt.Live.ConnCount()
+		jobs := map[string]struct{}{}
+		for _, c := range h.opt.Live.Connections("") {
+			if _, ok := jobs[c.JobID]; ok {
+				continue
+			}
+			jobs[c.JobID] = struct{}{}
+			if len(lu.LiveJobs) < maxLiveJobs {
+				lu.LiveJobs = append(lu.LiveJobs, c.JobID)
+			}
 		}
-		if !slices.Contains(lu.LiveJobs, c.JobID) {
-			lu.LiveJobs = append(lu.LiveJobs, c.JobID)
+		self.LiveJobs = int64(len(jobs))
+	}
+	found := false
+	for _, st := range h.nodes.list(h, now) {
+		if st.ID == self.ID {
+			// Version and start time from the registry, the counts fresh.
+			st.Connections, st.LiveJobs, st.LastSeen = self.Connections, self.LiveJobs, self.LastSeen
+			found = true
 		}
+		lu.Nodes = append(lu.Nodes, st)
+	}
+	if !found && h.opt.Live != nil {
+		lu.Nodes = append(lu.Nodes, self)
+		slices.SortFunc(lu.Nodes, func(a, b jobcast.NodeStatus) int { return strings.Compare(a.ID, b.ID) })
+	}
+	for _, st := range lu.Nodes {
+		lu.LiveConnections += st.Connections
+		lu.LiveJobCount += st.LiveJobs
 	}
 	return lu
+}
+
+// nodesRefresh is how long a read of the node registry serves: every open
+// page asks every StreamInterval, the nodes publish every few seconds.
+const nodesRefresh = time.Second
+
+// nodesTimeout bounds a read of the node registry: a slow NATS must not
+// hold up the stream.
+const nodesTimeout = 2 * time.Second
+
+// nodesCache keeps the last read of the node registry for nodesRefresh.
+type nodesCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	nodes []jobcast.NodeStatus
+}
+
+// list returns the registry's statuses, read at most once per nodesRefresh.
+// When the read fails the last list serves (the other nodes' figures are
+// seconds old anyway) and the failure is logged.
+func (c *nodesCache) list(h *Handler, now time.Time) []jobcast.NodeStatus {
+	if h.opt.Nodes == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && now.Sub(c.at) < nodesRefresh {
+		return c.nodes
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodesTimeout)
+	defer cancel()
+	l, err := h.opt.Nodes.List(ctx)
+	c.at = now
+	if err != nil {
+		h.opt.Log.Warn("dashboard: node registry not read; live counts may be stale", "err", err)
+		return c.nodes
+	}
+	c.nodes = l
+	return l
 }
 
 // overview answers GET /dashboard/api/overview.
