@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ type Config struct {
 	// Log receives what the store cannot return as an error.
 	Log *slog.Logger
 }
+
+// MaxBatchSize is the most events the recorder puts in one Write (the store
+// is a telemetry.BatchSizer). A batch is one part on the server, sorted and
+// written before the insert returns, and ClickHouse's rate per event falls
+// beyond about this size (docs/benchmarks.md): the recorder's default, a
+// DuckDB row group, made a backlog's inserts slower, so they timed out and
+// the next batch grew again, and the cluster never caught up.
+const MaxBatchSize = 16_384
 
 // Store is the ClickHouse jobcast.TelemetryStore.
 type Store struct {
@@ -198,6 +207,9 @@ func (s *Store) Dialect() string { return "clickhouse" }
 // Close implements jobcast.TelemetryStore.
 func (s *Store) Close() error { return s.conn.Close() }
 
+// MaxBatchSize implements telemetry.BatchSizer: MaxBatchSize.
+func (s *Store) MaxBatchSize() int { return MaxBatchSize }
+
 // Rollup implements jobcast.TelemetryStore: the ClickHouse store keeps no
 // rollups (the metrics library reads raw events), so there is nothing to
 // build.
@@ -213,11 +225,26 @@ func tsLiteral(t time.Time) string {
 
 // Write implements jobcast.TelemetryStore: one INSERT block per call, which
 // ClickHouse commits atomically as one part.
+//
+// Once the block has reached the server it is sorted and written as a
+// part whether or not the client waits for the answer, so Write honours
+// ctx's deadline until it sends the batch and then waits up to CommitWait
+// more for the answer: a Write that failed has then, but for a server
+// silent for CommitWait, not been written, and the recorder's retry
+// writes it once. ClickHouse deduplicates retried inserts only into
+// Replicated tables (18.16's plain MergeTree has no insert deduplication),
+// so a retry after a Write that gave up past CommitWait may duplicate the
+// batch (docs/cluster.md).
 func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+strings.Join(columns, ", ")+")")
+	ictx, cancel := insertContext(ctx)
+	defer cancel()
+	// Until the batch is sent, ctx's end ends the insert.
+	detach := context.AfterFunc(ctx, cancel)
+	defer detach()
+	batch, err := s.conn.PrepareBatch(ictx, "INSERT INTO "+s.db+".events ("+strings.Join(columns, ", ")+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
@@ -283,10 +310,44 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 			return err
 		}
 	}
+	// Until now ctx's end aborts the insert, which leaves nothing on the
+	// server (Abort closes the connection, and the server drops an insert
+	// whose data it has not received). From here it waits for the answer
+	// (CommitWait).
+	if !detach() {
+		return fmt.Errorf("insert %d events: %w", len(events), ctx.Err())
+	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d events: %w", len(events), err)
 	}
 	return nil
+}
+
+// CommitWait is how long a Write waits for the server's answer past its
+// caller's deadline once the batch has been sent: from then on the server
+// writes the batch whether or not anyone waits (measured on 18.16: a
+// 65,536-event insert given up 1.2 s in was in the table 1.5 s later), so
+// giving up would only turn a batch written into one the recorder writes
+// again.
+const CommitWait = time.Minute
+
+// insertContext is the context an insert runs in: ctx's values, and a
+// deadline CommitWait past ctx's, which the server applies too
+// (receive_timeout and send_timeout, default 300 s, bound how long it
+// waits on a client that stalls mid-insert; integer settings only, as
+// 18.16 takes them). Write ties it to ctx until the batch is sent.
+func insertContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(context.WithoutCancel(ctx))
+	}
+	ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl.Add(CommitWait))
+	secs := max(int(math.Ceil(time.Until(dl.Add(CommitWait)).Seconds())), 1)
+	return ch.Context(ictx, ch.WithSettings(ch.Settings{
+		"max_execution_time": secs,
+		"receive_timeout":    secs,
+		"send_timeout":       secs,
+	})), cancel
 }
 
 // DeleteBefore implements jobcast.TelemetryStore. The count is taken just

@@ -20,7 +20,7 @@ func BenchmarkWrite(b *testing.B) {
 	if os.Getenv(chtest.EnvURL) == "" {
 		b.Skipf("no ClickHouse server: set %s", chtest.EnvURL)
 	}
-	for _, batch := range []int{1_000, 10_000, 50_000} {
+	for _, batch := range []int{1_000, 10_000, clickhouse.MaxBatchSize, 65_536} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			s, err := clickhouse.Open(context.Background(), clickhouse.Config{URL: chtest.URL(b)})
 			if err != nil {
