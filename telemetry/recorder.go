@@ -61,9 +61,9 @@ const DefaultMaxBatchSize = 122880
 // BatchSizer is implemented by a store whose Writes should stay below a
 // size of its own: the default MaxBatchSize is right for DuckDB, whose
 // cost per event falls with the batch, and wrong for ClickHouse, which
-// inserts a 65,536-event batch at half the rate of a 10,000-event one and,
-// once a Write times out, gets a bigger batch next time (it never caught
-// up; docs/cluster.md).
+// inserted 65,536-event batches at a quarter of the rate of 16,384-event
+// ones, so that a backlog's inserts timed out, the next batch was bigger
+// still, and the cluster never caught up (docs/cluster.md).
 type BatchSizer interface {
 	// MaxBatchSize is the most events the store wants in one Write; 0
 	// means no limit of its own.
