@@ -65,6 +65,10 @@ type node struct {
 	// closeEngines closes what the job store and broker share (a NATS
 	// connection), after both.
 	closeEngines func()
+
+	// reporter publishes this node's live figures to the node registry,
+	// which the dashboard sums (nodes.go).
+	reporter *nodeReporter
 }
 
 // startNode opens the stores, generates missing secrets, and starts serving.
@@ -211,6 +215,12 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("user store: %w", err)
 	}
+	nodeReg, err := engines.openNodeRegistry(ctx, clock)
+	if err != nil {
+		n.closeStores(context.Background())
+		return nil, fmt.Errorf("node registry: %w", err)
+	}
+	n.reporter = newNodeReporter(nodeReg, n.hub, cfg.NodeID, clock, log)
 	// One authenticator for the API and the dashboard: a revocation
 	// through this node clears both at once.
 	authn := auth.NewAuthenticator(cfg.AdminToken, n.users, clock, 0)
@@ -218,6 +228,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 	trust, _ := httputil.ParseProxyTrust(cfg.TrustedProxies)
 	dash, err := dashboard.New(dashboard.Options{
 		Metrics: metricsLib, Events: events, Jobs: svc, Live: n.hub,
+		Nodes: nodeReg, NodeID: cfg.NodeID,
 		Alerts: n.alerts, Experiments: n.experiments,
 		AdminToken: cfg.AdminToken, PublicURL: cfg.PublicURL, Scheme: trust.Scheme,
 		Users: authn, AllowedOrigins: cfg.AllowedOrigins,
@@ -262,6 +273,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		n.alertLease.Start()
 	}
 	n.alerts.Start()
+	n.reporter.Start()
 	n.cfg = cfg
 	return n, nil
 }
@@ -305,6 +317,9 @@ func (n *node) shutdown(ctx context.Context) error {
 // (the hub has recorded every disconnect by now) and closes the stores.
 func (n *node) closeStores(ctx context.Context) error {
 	var errs []error
+	if n.reporter != nil {
+		n.reporter.stop(ctx) // while the NATS connection is open
+	}
 	if n.alerts != nil {
 		n.alerts.Stop() // before the stores its evaluations read and write
 		if n.alertLease != nil {
