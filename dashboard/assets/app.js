@@ -302,7 +302,7 @@ function render(ov) {
   }
   seg.replaceChildren(...blocks);
 
-  renderLive({ liveConnections: h.liveConnections, liveJobs: ov.liveJobs || [] });
+  renderLive({ liveConnections: h.liveConnections, liveJobs: ov.liveJobs || [], nodes: ov.nodes || [] });
   renderAlerts(ov.alerts);
   renderExperiments(ov.experiments);
 }
@@ -509,10 +509,16 @@ function renderExperiments(x) {
   box.replaceChildren(...blocks);
 }
 
-// renderLive shows this node's live figures: open connections and the jobs
-// they watch, for the inspector.
+// renderLive shows the live figures: open connections (summed over the
+// cluster's nodes) and the jobs this node's connections watch, for the
+// inspector.
 function renderLive(lu) {
   setKPI('kpi-live-connections', lu.liveConnections, fmt.count);
+  // Which nodes the count sums: "open now on 2 nodes: a 12 · b 7".
+  const nodes = lu.nodes || [];
+  $('kpi-live-nodes').textContent = nodes.length > 1
+    ? `open now on ${nodes.length} nodes: ` + nodes.map((n) => `${n.id} ${fmt.count(n.connections)}`).join(' · ')
+    : 'open now';
   const lj = $('live-jobs');
   const jobs = lu.liveJobs || [];
   if (lj.dataset.jobs === jobs.join(' ')) return; // keep focus on a job button
