@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/inmem"
+	"github.com/jobcast/jobcast/internal/clocktest"
 	"github.com/jobcast/jobcast/internal/jobcasttest"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -18,13 +20,18 @@ import (
 // one cluster, as far as a client can tell.
 func cluster(t *testing.T, n int) []*jobcasttest.Server {
 	t.Helper()
+	return clusterWith(t, n, jobcast.Config{ThrottleDisabled: true}, nil)
+}
+
+// clusterWith is cluster with a config and a clock (nil: the system's).
+func clusterWith(t *testing.T, n int, cfg jobcast.Config, clock jobcast.Clock) []*jobcasttest.Server {
+	t.Helper()
 	store, broker := inmem.NewJobStore(), inmem.NewBroker()
 	nodes := make([]*jobcasttest.Server, n)
 	for i := range nodes {
-		nodes[i] = jobcasttest.Start(t, jobcasttest.Options{
-			Config: jobcast.Config{NodeID: string(rune('a' + i)), ThrottleDisabled: true},
-			Store:  store, Broker: broker,
-		})
+		c := cfg
+		c.NodeID = string(rune('a' + i))
+		nodes[i] = jobcasttest.Start(t, jobcasttest.Options{Config: c, Store: store, Broker: broker, Clock: clock})
 	}
 	return nodes
 }
@@ -155,5 +162,41 @@ func TestWatcherMultiEndpointPermanentErrors(t *testing.T) {
 				t.Errorf("%d retries after a permanent error", n)
 			}
 		})
+	}
+}
+
+// An expired token says nothing about the node: the watcher refreshes it
+// and tries the same node again.
+func TestWatcherMultiEndpointTokenRefreshStays(t *testing.T) {
+	t.Parallel()
+	clock := clocktest.New(epoch)
+	nodes := clusterWith(t, 2, jobcast.Config{TokenTTL: time.Minute}, clock)
+	fronts := []*front{newFront(t, nodes[0].API), newFront(t, nodes[1].API)}
+	tk := nodes[0].CreateJob(t)
+	clock.Advance(2 * time.Minute) // tk.Token is expired now
+	rec := newRecorder()
+	cfg := client.Config{URLs: []string{fronts[0].wsURL(), fronts[1].wsURL()}, Token: tk.Token,
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		TokenFunc: func(ctx context.Context) (string, error) {
+			nt, err := nodes[1].Producer.NewToken(ctx, tk.JobID)
+			if err != nil {
+				return "", err
+			}
+			return nt.Token, nil
+		}}
+	rec.hook(&cfg)
+	w, err := client.NewWatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, w)
+	rec.waitEvent(t, "connected")
+	nodes[0].Send(t, tk.JobID, completed())
+	if err := result(t, res); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	a, b := len(fronts[0].requests()), len(fronts[1].requests())
+	if !(a == 2 && b == 0 || a == 0 && b == 2) {
+		t.Errorf("handshakes per node: %d and %d; want both (expired, then refreshed) on one", a, b)
 	}
 }
