@@ -30,6 +30,7 @@ const (
 	ReasonTooManyConns   = "too_many_connections"
 	ReasonBadRequest     = "bad_request"
 	ReasonShuttingDown   = "shutting_down"
+	ReasonUnavailable    = "unavailable" // a store the handshake needs is down (NATS, a full disk)
 	ReasonHelloTimeout   = "hello_timeout"
 	ReasonInternal       = "internal"
 	ReasonOriginRejected = "origin_rejected"

@@ -288,7 +288,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	if closing {
 		w.Header().Set("Retry-After", "1")
-		h.reject(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; reconnect"), jobID, "", cc)
+		h.recordConnectFailed(jobID, "", cc, protocol.ErrUnavailable, jobcast.ReasonShuttingDown)
+		httputil.WriteError(w, 0, jobcast.Errorf(protocol.ErrUnavailable, "server is shutting down; reconnect"))
 		return
 	}
 	if !h.ipRate.Allow(ip, now) {
@@ -431,7 +432,7 @@ func failReason(err error) string {
 	case protocol.ErrTooManyConns:
 		return jobcast.ReasonTooManyConns
 	case protocol.ErrUnavailable:
-		return jobcast.ReasonShuttingDown
+		return jobcast.ReasonUnavailable
 	case protocol.ErrBadRequest:
 		return jobcast.ReasonBadRequest
 	}
