@@ -318,7 +318,11 @@ func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 		return fmt.Errorf("insert %d events: %w", len(events), ctx.Err())
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d events: %w", len(events), err)
+		// Not silent: the batch may be in the table, and a retry may
+		// write it twice.
+		s.log.Warn("clickhouse insert failed after its batch was sent: the server may have written it, and a retry then duplicates it",
+			"events", len(events), "err", err)
+		return fmt.Errorf("insert %d events (the server may have written them): %w", len(events), err)
 	}
 	return nil
 }
