@@ -21,6 +21,12 @@
 //     partition and deletes the rest of the cutoff's day by a mutation,
 //     waiting for it (18.16 has no synchronous deletes).
 //
+// Writes are inserts of at most MaxBatchSize events (the store is a
+// telemetry.BatchSizer), and a Write keeps its caller's deadline only until
+// its batch is sent: the server writes a batch it has received whether or
+// not the client waits, so giving up then would have the recorder write it
+// twice (plain MergeTree tables have no insert deduplication).
+//
 // QueryUntrusted's sandbox is per-query settings (readonly=2: no writes and
 // no DDL, while still allowing the query's own limits and harmless table
 // functions such as numbers(); max_execution_time, max_result_rows,
