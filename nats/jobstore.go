@@ -431,8 +431,8 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 	}
 	defer release()
 	out := []protocol.Envelope{}
-	err = s.scan(ctx, s.logSubject(jobID), jetstream.DeliverAllPolicy, func(_ string, data []byte) error {
-		u, err := decodeLogged(data)
+	err = s.scan(ctx, []string{s.logSubject(jobID)}, jetstream.DeliverAllPolicy, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
+		u, err := decodeLogged(m.Data())
 		if err != nil {
 			return fmt.Errorf("decode logged messages of %s: %w", jobID, err)
 		}
@@ -452,36 +452,58 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 	return out, nil
 }
 
-// scan calls fn with every message on subject that policy delivers, reading
-// until the consumer has nothing pending.
-func (s *JobStore) scan(ctx context.Context, subject string, policy jetstream.DeliverPolicy, fn func(subject string, data []byte) error) error {
+// scan calls fn with every message on subjects that policy delivers,
+// reading until the consumer has nothing pending.
+func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream.DeliverPolicy, fn func(m jetstream.Msg, md *jetstream.MsgMetadata) error) error {
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
+		FilterSubjects: subjects,
 		DeliverPolicy:  policy,
 	})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", subject, err)
+		return fmt.Errorf("read %s: %w", subjects[0], err)
 	}
+	wait := time.Millisecond
 	for {
+		// Each fetch of an ordered consumer creates it afresh from
+		// where the last one stopped.
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", subject, err)
+			return fmt.Errorf("read %s: %w", subjects[0], err)
 		}
 		n, done := 0, false
 		for m := range batch.Messages() {
 			n++
-			if err := fn(m.Subject(), m.Data()); err != nil {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", subjects[0], err)
+			}
+			if err := fn(m, md); err != nil {
 				return err
 			}
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				done = true
-			}
+			done = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("read %s: %w", subject, err)
+			return fmt.Errorf("read %s: %w", subjects[0], err)
 		}
-		if done || n == 0 {
+		if done {
 			return nil
+		}
+		if n == 0 {
+			// Nothing delivered is the end only if the consumer had
+			// nothing to deliver: on a replicated stream a new
+			// consumer may answer a no-wait pull before it has
+			// loaded what it has pending, and reading on would
+			// return a log with its end missing.
+			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("read %s: %w", subjects[0], ctx.Err())
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 50*time.Millisecond)
+			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -500,7 +522,9 @@ func (s *JobStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, 
 		id       string
 	}
 	jobs := map[string]latest{} // by subject token
-	err := s.scanLast(ctx, func(subject string, seq uint64, data []byte) error {
+	subjects := []string{s.cfg.Prefix + ".job.*", s.cfg.Prefix + ".log.*"}
+	err := s.scan(ctx, subjects, jetstream.DeliverLastPerSubjectPolicy, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
+		subject, seq, data := m.Subject(), md.Sequence.Stream, m.Data()
 		tok := subject[strings.LastIndexByte(subject, '.')+1:]
 		if seq < jobs[tok].seq {
 			return nil
@@ -538,44 +562,6 @@ func (s *JobStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, 
 		n++
 	}
 	return n, nil
-}
-
-// scanLast calls fn with the last message of every subject in the stream.
-func (s *JobStore) scanLast(ctx context.Context, fn func(subject string, seq uint64, data []byte) error) error {
-	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.cfg.Prefix + ".job.*", s.cfg.Prefix + ".log.*"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("read the stream's last messages: %w", err)
-	}
-	for {
-		batch, err := cons.FetchNoWait(256)
-		if err != nil {
-			return fmt.Errorf("read the stream's last messages: %w", err)
-		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("read the stream's last messages: %w", err)
-			}
-			if err := fn(m.Subject(), md.Sequence.Stream, m.Data()); err != nil {
-				return err
-			}
-			done = md.NumPending == 0
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("read the stream's last messages: %w", err)
-		}
-		if done || n == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
 }
 
 // Close implements jobcast.JobStore. The connection belongs to the caller.
