@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,33 +23,50 @@ import (
 // update (logs one message, as a start or an end does), on a file stream
 // (the product's default) and a memory one, by one writer and by 32 writers
 // on distinct jobs. ops/s is the store's throughput; ns/op for the
-// parallel cases is wall time per operation, not latency.
+// parallel cases is wall time per operation, not latency. With
+// JOBCAST_BENCH_NATS_CLUSTER=1 it also runs on a three-replica file stream
+// of an embedded three-server cluster (the production layout; all three
+// servers in this process).
 //
 //	go test -run '^$' -bench JobStoreUpdate -benchtime 400x ./nats/
 func BenchmarkJobStoreUpdate(b *testing.B) {
 	url := natstest.NewServer(b)
-	for _, storage := range []string{"file", "memory"} {
+	storages := []string{"file", "memory", "replicated"}
+	var clusterURLs []string
+	if os.Getenv("JOBCAST_BENCH_NATS_CLUSTER") == "1" {
+		clusterURLs = startJetStreamCluster(b, 3)
+	}
+	for _, storage := range storages {
 		for _, op := range []string{"create", protocol.EventProgress, protocol.EventError} {
 			for _, writers := range []int{1, 32} {
 				b.Run(fmt.Sprintf("%s/%s/writers=%d", storage, op, writers), func(b *testing.B) {
-					benchJobStore(b, url, storage == "memory", op, writers)
+					// A stream and prefix per run: the benchmark
+					// function runs more than once (-count, b.N
+					// calibration) on one server.
+					run := nuid.Next()
+					cfg := nats.JobStoreConfig{Stream: "BENCH_" + run, Prefix: "bench" + run, Memory: storage == "memory"}
+					var s *nats.JobStore
+					if storage == "replicated" {
+						if clusterURLs == nil {
+							b.Skip("set JOBCAST_BENCH_NATS_CLUSTER=1 to start a three-server cluster for it")
+						}
+						cfg.Replicas = 3
+						s = newReplicatedJobStore(b, clusterURLs[0], cfg)
+					} else {
+						var err error
+						if s, err = nats.NewJobStore(context.Background(), natstest.Connect(b, url), cfg); err != nil {
+							b.Fatal(err)
+						}
+					}
+					benchJobStore(b, s, op, writers)
 				})
 			}
 		}
 	}
 }
 
-func benchJobStore(b *testing.B, url string, memory bool, op string, writers int) {
+func benchJobStore(b *testing.B, s *nats.JobStore, op string, writers int) {
 	ctx := context.Background()
-	// A stream and prefix per run: the benchmark function runs more than
-	// once (-count, b.N calibration) on one server.
-	run := nuid.Next()
-	s, err := nats.NewJobStore(ctx, natstest.Connect(b, url), nats.JobStoreConfig{
-		Stream: "BENCH_" + run, Prefix: "bench" + run, Memory: memory,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	newJob := func(id string) *jobcast.Job {
 		return &jobcast.Job{JobState: protocol.JobState{JobID: id, Pipeline: "csv_import", Status: protocol.StatusPending}}
 	}

@@ -32,33 +32,40 @@ func TestJobStoreReplicated(t *testing.T) {
 	var n atomic.Int64
 	storetest.RunJobStoreTests(t, func(t *testing.T) jobcast.JobStore {
 		i := n.Add(1)
-		ctx := context.Background()
-		nc := natstest.Connect(t, urls[int(i)%len(urls)])
-		cfg := nats.JobStoreConfig{Stream: fmt.Sprintf("JOBS_%d", i), Prefix: fmt.Sprintf("t%d", i), Replicas: 3}
-		// The cluster elects its meta leader after it starts, and each
-		// stream its own leader after it is created: until both, writes
-		// fail (no responders). Wait for a leader with both replicas
-		// current, as an operator waits for a new stream.
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s *nats.JobStore
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if s == nil {
-				s, err = nats.NewJobStore(ctx, nc, cfg)
-			}
-			if s != nil {
-				var st jetstream.Stream
-				if st, err = js.Stream(ctx, cfg.Stream); err == nil && ready(st.CachedInfo().Cluster) {
-					return retrying{s}
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("stream %s not ready after 20s: %v", cfg.Stream, err)
-			}
-		}
+		return retrying{newReplicatedJobStore(t, urls[int(i)%len(urls)], nats.JobStoreConfig{
+			Stream: fmt.Sprintf("JOBS_%d", i), Prefix: fmt.Sprintf("t%d", i), Replicas: 3,
+		})}
 	})
+}
+
+// newReplicatedJobStore creates a job store with cfg on the cluster
+// serving url. The cluster elects its meta leader after it starts, and
+// each stream its own leader after it is created: until both, writes fail
+// (no responders). So it waits for a leader with both replicas current, as
+// an operator waits for a new stream.
+func newReplicatedJobStore(t testing.TB, url string, cfg nats.JobStoreConfig) *nats.JobStore {
+	t.Helper()
+	ctx := context.Background()
+	nc := natstest.Connect(t, url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *nats.JobStore
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s == nil {
+			s, err = nats.NewJobStore(ctx, nc, cfg)
+		}
+		if s != nil {
+			var st jetstream.Stream
+			if st, err = js.Stream(ctx, cfg.Stream); err == nil && ready(st.CachedInfo().Cluster) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s not ready after 20s: %v", cfg.Stream, err)
+		}
+	}
 }
 
 // retrying sends a call again that no server answered (no responders: the
@@ -126,7 +133,7 @@ func ready(c *jetstream.ClusterInfo) bool {
 // to each other, and returns their client URLs; they shut down when the
 // test ends. The route ports are picked free beforehand (every server must
 // know the others' before they start).
-func startJetStreamCluster(t *testing.T, n int) []string {
+func startJetStreamCluster(t testing.TB, n int) []string {
 	t.Helper()
 	ports := make([]int, n)
 	routes := make([]*url.URL, n)
