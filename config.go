@@ -111,8 +111,10 @@ type Config struct {
 	HeartbeatSampleInterval int `yaml:"heartbeatSampleInterval"`
 	// TelemetryRetention keeps telemetry events this long (default 30 days).
 	TelemetryRetention time.Duration `yaml:"telemetryRetention"`
-	// TelemetryBuffer is the recorder's ring size in events (default 65536);
-	// events beyond it are dropped and counted, never waited for.
+	// TelemetryBuffer is the recorder's ring size in events (default
+	// 131072, above one DuckDB row group so a backlog is written in whole
+	// row groups, the cheapest way into DuckDB); events beyond it are
+	// dropped and counted, never waited for.
 	TelemetryBuffer int `yaml:"telemetryBuffer"`
 
 	// ExperimentsFile is a YAML file of experiments applied at start
@@ -179,7 +181,7 @@ func (c Config) WithDefaults() Config {
 	}
 	setDur(&c.TelemetryRetention, 30*24*time.Hour)
 	if c.TelemetryBuffer == 0 {
-		c.TelemetryBuffer = 65536
+		c.TelemetryBuffer = 131072
 	}
 	if c.MaxProtocolViolation == 0 {
 		c.MaxProtocolViolation = 5

@@ -183,9 +183,9 @@ func BenchmarkRowGroups(b *testing.B) {
 // realistic events recorded, and events/s counts events committed by the
 // time Stop has flushed the last of them. The producer waits for room in
 // the ring instead of letting it drop, so a backlog builds and the recorder
-// writes bigger batches, as it does under load: at most the whole ring with
-// the 65,536 events of the node's default telemetryBuffer, whole DuckDB row
-// groups (telemetry.DefaultMaxBatchSize) with a ring larger than one.
+// writes bigger batches, as it does under load: whole DuckDB row groups
+// (telemetry.DefaultMaxBatchSize) with the node's default telemetryBuffer of
+// 131,072, at most the whole ring with a ring of 65,536.
 // bytes/event is the file's size after Close over the events written.
 func BenchmarkIngest(b *testing.B) {
 	batches := benchBatches(64)

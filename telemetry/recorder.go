@@ -17,8 +17,9 @@ var _ jobcast.EventRecorder = (*Recorder)(nil)
 type Options struct {
 	// Node is stamped on events that carry none.
 	Node string
-	// BufferSize is the ring's capacity in events (default 65536, about
-	// 25 MiB). A full ring drops new events.
+	// BufferSize is the ring's capacity in events (default 131072, about
+	// 50 MiB once filled: above DefaultMaxBatchSize, so a backlog is
+	// written in whole DuckDB row groups). A full ring drops new events.
 	BufferSize int
 	// BatchSize is how many buffered events wake the writer before
 	// FlushInterval has passed (default 4096).
@@ -55,7 +56,8 @@ type Options struct {
 // backlog is taken in whole row groups, so that each such Write does not
 // leave a partly filled row group behind (a batch of 131,072 made the file
 // almost twice as large per event). It takes effect with a BufferSize above
-// it; at 65,536 a backlog is written a whole ring at a time.
+// it (the default); with a ring of 65,536 a backlog is written a whole ring
+// at a time.
 const DefaultMaxBatchSize = 122880
 
 // BatchSizer is implemented by a store whose Writes should stay below a
@@ -102,7 +104,7 @@ type Recorder struct {
 // New returns a recorder writing to store; call Start to begin writing.
 func New(store jobcast.TelemetryStore, opt Options) *Recorder {
 	if opt.BufferSize <= 0 {
-		opt.BufferSize = 65536
+		opt.BufferSize = 131072
 	}
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 4096
