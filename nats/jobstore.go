@@ -431,7 +431,17 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 	}
 	defer release()
 	out := []protocol.Envelope{}
-	err = s.scan(ctx, []string{s.logSubject(jobID)}, jetstream.DeliverAllPolicy, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
+	// The log's last sequence, from the stream's leader, is where the
+	// scan must get to: a consumer's answer alone may end early (see
+	// scan). An empty log needs no consumer.
+	last, err := s.stream.GetLastMsgForSubject(ctx, s.logSubject(jobID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the log of %s: %w", jobID, outageError(ctx, err))
+	}
+	err = s.scan(ctx, []string{s.logSubject(jobID)}, jetstream.DeliverAllPolicy, last.Sequence, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
 		u, err := decodeLogged(m.Data())
 		if err != nil {
 			return fmt.Errorf("decode logged messages of %s: %w", jobID, err)
@@ -452,9 +462,21 @@ func (s *JobStore) Messages(ctx context.Context, jobID string, afterSeq int64) (
 	return out, nil
 }
 
+// scanWait bounds how long scan waits for a consumer to deliver up to the
+// sequence it was told exists.
+const scanWait = 2 * time.Second
+
 // scan calls fn with every message on subjects that policy delivers,
-// reading until the consumer has nothing pending.
-func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream.DeliverPolicy, fn func(m jetstream.Msg, md *jetstream.MsgMetadata) error) error {
+// reading until the consumer has nothing pending and, when until is not 0,
+// it has delivered stream sequence until.
+//
+// A new consumer's count of pending messages is not enough: on a
+// replicated stream whose leader was settling, tests read a job's log
+// empty right after its update had been acknowledged. So Messages passes
+// the log's last sequence, read from the leader first, and a scan that
+// falls short of it reads again, and fails (E_UNAVAILABLE) after scanWait
+// rather than return a log with its end missing.
+func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream.DeliverPolicy, until uint64, fn func(m jetstream.Msg, md *jetstream.MsgMetadata) error) error {
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects,
 		DeliverPolicy:  policy,
@@ -462,7 +484,8 @@ func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subjects[0], err)
 	}
-	wait := time.Millisecond
+	var seen uint64
+	start, wait := time.Now(), time.Millisecond
 	for {
 		// Each fetch of an ordered consumer creates it afresh from
 		// where the last one stopped.
@@ -470,7 +493,7 @@ func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subjects[0], err)
 		}
-		n, done := 0, false
+		n, drained := 0, false
 		for m := range batch.Messages() {
 			n++
 			md, err := m.Metadata()
@@ -480,36 +503,38 @@ func (s *JobStore) scan(ctx context.Context, subjects []string, policy jetstream
 			if err := fn(m, md); err != nil {
 				return err
 			}
-			done = md.NumPending == 0
+			seen = max(seen, md.Sequence.Stream)
+			drained = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("read %s: %w", subjects[0], err)
 		}
-		if done {
+		if seen >= until && (drained || n == 0 && (until > 0 || pendingNone(cons))) {
 			return nil
-		}
-		if n == 0 {
-			// Nothing delivered is the end only if the consumer had
-			// nothing to deliver; if it says it has, read again
-			// rather than return a log with its end missing. (On a
-			// just-created replicated stream, while its leader was
-			// still settling, reads came back empty in tests; the
-			// pending count guards what this store can see.)
-			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("read %s: %w", subjects[0], ctx.Err())
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 50*time.Millisecond)
-			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if n > 0 && !drained {
+			continue
+		}
+		// The consumer stopped short of what exists: read again.
+		if time.Since(start) > scanWait {
+			return fmt.Errorf("read %s: %w: delivered up to sequence %d of %d", subjects[0], errUnavailable, seen, until)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// pendingNone: the consumer had nothing to deliver when it was created.
+func pendingNone(cons jetstream.Consumer) bool {
+	info := cons.CachedInfo()
+	return info != nil && info.NumPending == 0
 }
 
 // DeleteFinishedBefore implements jobcast.JobStore: it reads the last
@@ -524,7 +549,7 @@ func (s *JobStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, 
 	}
 	jobs := map[string]latest{} // by subject token
 	subjects := []string{s.cfg.Prefix + ".job.*", s.cfg.Prefix + ".log.*"}
-	err := s.scan(ctx, subjects, jetstream.DeliverLastPerSubjectPolicy, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
+	err := s.scan(ctx, subjects, jetstream.DeliverLastPerSubjectPolicy, 0, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
 		subject, seq, data := m.Subject(), md.Sequence.Stream, m.Data()
 		tok := subject[strings.LastIndexByte(subject, '.')+1:]
 		if seq < jobs[tok].seq {
