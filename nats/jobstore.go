@@ -258,8 +258,8 @@ func (s *JobStore) GetJob(ctx context.Context, id string) (*jobcast.Job, error) 
 		}
 		data = u.State
 		if data == nil {
-			// A bare log message is last only when a sweep purged
-			// the state before the log (see DeleteFinishedBefore).
+			// Never the last message of a job that has a state: a
+			// batch writes its state after its chunks.
 			return nil, jobcast.ErrJobNotFound
 		}
 	}
