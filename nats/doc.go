@@ -50,7 +50,9 @@
 // nats-server 2.12 or later): bare JSON arrays of at most 256 KB on the log
 // subject, then the state message, which carries the revision check and
 // Nats-Batch-Commit; the server applies all or nothing. Every logged update
-// was such a batch before, and the reader still takes those bare arrays.
+// was such a batch before, and the reader still takes those bare arrays;
+// nodes from before read the state subject alone and check the revision on
+// it, so they must not write to the stream beside later ones.
 // Batches are left to that case because they are slow: on a
 // one-replica file stream the server stages each batch in a file store of
 // its own (a directory, metadata files written with a sync, a sync at
