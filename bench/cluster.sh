@@ -12,8 +12,8 @@
 #   connections    4 nodes, NODE_CONNS idle connections each (default 15,000,
 #                  opened at CONNECT_RATE/s, default 1,000), past one
 #                  heartbeat: what was reached, RSS and open files per node.
-#                  10 watchers per job: ending 60,000 jobs takes minutes, as
-#                  each terminal event is a synced JetStream batch
+#                  10 watchers per job, so the run ends with 6,000 jobs to
+#                  finish rather than 60,000
 #   ingest         3 nodes writing telemetry to ClickHouse: INGEST_CONNS clients
 #                  per node (default 300) with a 100 ms heartbeat, every
 #                  heartbeat an event (9,000 events/s offered at the default);
