@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,40 +32,29 @@ const experimentsUsage = `Usage:
 It talks to a running server's /v1/experiments with the admin token. Flags:
 `
 
+var experimentsGroup = adminGroup{
+	name:  "experiments",
+	usage: experimentsUsage,
+	args:  map[string]int{"list": 0, "create": 1, "update": 2, "start": 1, "stop": 1, "results": 1},
+	list:  "list, create, update, start, stop or results",
+}
+
 func runExperiments(ctx context.Context, args []string, env envLookup, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, experimentsUsage)
-		newQueryFlags("", false, stderr).fs.PrintDefaults()
-		if len(args) == 0 {
-			return errors.New("experiments: name a subcommand: list, create, update, start, stop or results")
-		}
-		return flag.ErrHelp
-	}
-	sub := args[0]
-	f := newQueryFlags(sub, false, stderr)
-	f.fs.Init("experiments "+sub, flag.ContinueOnError)
-	f.fs.Usage = func() {
-		fmt.Fprint(stderr, experimentsUsage)
-		f.fs.PrintDefaults()
-	}
 	file := ""
-	if sub == "create" {
-		f.fs.StringVar(&file, "f", "", "create every experiment of this YAML file")
-	}
-	pos, err := f.parse(args[1:])
+	sub, f, pos, err := experimentsGroup.parse(args, stderr, func(sub string, fs *flag.FlagSet) {
+		if sub == "create" {
+			fs.StringVar(&file, "f", "", "create every experiment of this YAML file")
+		}
+	})
 	if err != nil {
 		return err
 	}
-	need := map[string]int{"list": 0, "create": 1, "update": 2, "start": 1, "stop": 1, "results": 1}
-	n, ok := need[sub]
-	if !ok {
-		return fmt.Errorf("experiments: unknown subcommand %q: use list, create, update, start, stop or results", sub)
-	}
+	n := experimentsGroup.args[sub]
 	if sub == "create" && file != "" {
 		n = 0
 	}
-	if len(pos) != n {
-		return fmt.Errorf("experiments %s takes %d argument(s), got %d (jobcast experiments -h)", sub, n, len(pos))
+	if err := experimentsGroup.want(sub, pos, n); err != nil {
+		return err
 	}
 	c, err := f.client(env)
 	if err != nil {

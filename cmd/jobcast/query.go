@@ -208,6 +208,56 @@ func (c *queryClient) do(ctx context.Context, method, path string, body io.Reade
 	return nil, fmt.Errorf("%s (%d %s)", eb.Error.Message, resp.StatusCode, eb.Error.Code)
 }
 
+// adminGroup is a command group that talks to a running server's admin API
+// with the query flags (experiments, users): its help, its subcommands and
+// how many arguments each takes.
+type adminGroup struct {
+	name  string         // "experiments"
+	usage string         // printed by -h
+	args  map[string]int // subcommand → positional arguments
+	list  string         // the subcommands, for messages: "list, create or stop"
+}
+
+// parse reads `jobcast <group> SUB [flags] ARGS…`; extra adds a
+// subcommand's own flags. It checks that the subcommand exists, and
+// returns its flags and positional arguments for the caller to count with
+// want (an option may change how many a subcommand takes).
+func (g adminGroup) parse(args []string, stderr io.Writer, extra func(sub string, fs *flag.FlagSet)) (sub string, f *queryFlags, pos []string, err error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, g.usage)
+		newQueryFlags("", false, stderr).fs.PrintDefaults()
+		if len(args) == 0 {
+			return "", nil, nil, fmt.Errorf("%s: name a subcommand: %s", g.name, g.list)
+		}
+		return "", nil, nil, flag.ErrHelp
+	}
+	sub = args[0]
+	f = newQueryFlags(sub, false, stderr)
+	f.fs.Init(g.name+" "+sub, flag.ContinueOnError)
+	f.fs.Usage = func() {
+		fmt.Fprint(stderr, g.usage)
+		f.fs.PrintDefaults()
+	}
+	if extra != nil {
+		extra(sub, f.fs)
+	}
+	if pos, err = f.parse(args[1:]); err != nil {
+		return "", nil, nil, err
+	}
+	if _, ok := g.args[sub]; !ok {
+		return "", nil, nil, fmt.Errorf("%s: unknown subcommand %q: use %s", g.name, sub, g.list)
+	}
+	return sub, f, pos, nil
+}
+
+// want checks that sub got n positional arguments.
+func (g adminGroup) want(sub string, pos []string, n int) error {
+	if len(pos) != n {
+		return fmt.Errorf("%s %s takes %d argument(s), got %d (jobcast %s -h)", g.name, sub, n, len(pos), g.name)
+	}
+	return nil
+}
+
 func runQuery(ctx context.Context, args []string, env envLookup, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, queryUsage)

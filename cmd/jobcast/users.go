@@ -27,37 +27,25 @@ also changes things (experiments, alert rules, silences, SQL, users).
 It talks to a running server's /v1/users with the admin token. Flags:
 `
 
+var usersGroup = adminGroup{
+	name:  "users",
+	usage: usersUsage,
+	args:  map[string]int{"create": 1, "list": 0, "revoke": 1},
+	list:  "create, list or revoke",
+}
+
 func runUsers(ctx context.Context, args []string, env envLookup, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usersUsage)
-		newQueryFlags("", false, stderr).fs.PrintDefaults()
-		if len(args) == 0 {
-			return errors.New("users: name a subcommand: create, list or revoke")
-		}
-		return flag.ErrHelp
-	}
-	sub := args[0]
-	f := newQueryFlags(sub, false, stderr)
-	f.fs.Init("users "+sub, flag.ContinueOnError)
-	f.fs.Usage = func() {
-		fmt.Fprint(stderr, usersUsage)
-		f.fs.PrintDefaults()
-	}
 	role := ""
-	if sub == "create" {
-		f.fs.StringVar(&role, "role", "", "the user's role: viewer or admin (required)")
-	}
-	pos, err := f.parse(args[1:])
+	sub, f, pos, err := usersGroup.parse(args, stderr, func(sub string, fs *flag.FlagSet) {
+		if sub == "create" {
+			fs.StringVar(&role, "role", "", "the user's role: viewer or admin (required)")
+		}
+	})
 	if err != nil {
 		return err
 	}
-	need := map[string]int{"create": 1, "list": 0, "revoke": 1}
-	n, ok := need[sub]
-	if !ok {
-		return fmt.Errorf("users: unknown subcommand %q: use create, list or revoke", sub)
-	}
-	if len(pos) != n {
-		return fmt.Errorf("users %s takes %d argument(s), got %d (jobcast users -h)", sub, n, len(pos))
+	if err := usersGroup.want(sub, pos, usersGroup.args[sub]); err != nil {
+		return err
 	}
 	if sub == "create" {
 		// Checked here too, so a typo costs no round trip.
