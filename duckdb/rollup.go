@@ -243,7 +243,7 @@ func (s *Store) lateDays(events []jobcast.Event) []int64 {
 // dropDays deletes the rollups of days (µs) inside the writer's open
 // transaction and bumps the generation. The caller removes them from
 // s.rolled once the transaction committed.
-func (s *Store) dropDays(ctx context.Context, days []int64) error {
+func (w *writer) dropDays(ctx context.Context, days []int64) error {
 	if len(days) == 0 {
 		return nil
 	}
@@ -253,11 +253,11 @@ func (s *Store) dropDays(ctx context.Context, days []int64) error {
 	}
 	in := "day IN (" + strings.Join(list, ", ") + ")"
 	for _, t := range rollupTables {
-		if err := s.exec(ctx, "DELETE FROM "+t+" WHERE "+in); err != nil {
+		if err := w.exec(ctx, "DELETE FROM "+t+" WHERE "+in); err != nil {
 			return fmt.Errorf("drop rollups of %d days: %w", len(days), err)
 		}
 	}
-	return s.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
+	return w.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
 }
 
 // Rollup implements jobcast.TelemetryStore: it builds the rollups of every
@@ -375,20 +375,21 @@ func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
 	if s.buildDirty {
 		return false, nil // the next Rollup builds it again
 	}
-	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
-		s.exec(context.Background(), "ROLLBACK")
+	w := s.writers[0] // no Write holds one while wmu is locked
+	if err := w.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		w.exec(context.Background(), "ROLLBACK")
 		return false, fmt.Errorf("rollup %s: begin: %w", name, err)
 	}
-	err = s.execArgs(ctx, "INSERT INTO rollup_days (day, jobs, lo_key, hi_key) VALUES (make_timestamp($1), $2, $3, $4)",
+	err = w.execArgs(ctx, "INSERT INTO rollup_days (day, jobs, lo_key, hi_key) VALUES (make_timestamp($1), $2, $3, $4)",
 		[]driver.NamedValue{{Ordinal: 1, Value: d}, {Ordinal: 2, Value: jobs}, {Ordinal: 3, Value: lo}, {Ordinal: 4, Value: hi}})
 	if err == nil {
-		err = s.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
+		err = w.exec(ctx, "UPDATE rollup_state SET gen = gen + 1")
 	}
 	if err == nil {
-		err = s.exec(context.Background(), "COMMIT")
+		err = w.exec(context.Background(), "COMMIT")
 	}
 	if err != nil {
-		s.exec(context.Background(), "ROLLBACK")
+		w.exec(context.Background(), "ROLLBACK")
 		return false, fmt.Errorf("rollup %s: %w", name, err)
 	}
 	s.rolled[d] = true
@@ -398,8 +399,8 @@ func (s *Store) rollupDay(ctx context.Context, d int64) (bool, error) {
 // noDay is Store.building when no day is being built.
 const noDay = -1 << 63
 
-func (s *Store) execArgs(ctx context.Context, stmt string, args []driver.NamedValue) error {
-	_, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, stmt, args)
+func (w *writer) execArgs(ctx context.Context, stmt string, args []driver.NamedValue) error {
+	_, err := w.conn.(driver.ExecerContext).ExecContext(ctx, stmt, args)
 	return err
 }
 

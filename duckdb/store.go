@@ -25,6 +25,7 @@ var _ jobcast.TelemetryStore = (*Store)(nil)
 const (
 	DefaultMemoryLimit         = "1GB"
 	DefaultCheckpointThreshold = "64MB"
+	DefaultWriters             = 2
 )
 
 // Options configure a Store. The zero value is valid.
@@ -45,6 +46,12 @@ type Options struct {
 	// docs/benchmarks.md). A larger WAL takes more memory and longer to
 	// replay after a crash.
 	CheckpointThreshold string
+	// Writers is the number of writer connections, each with its own
+	// appenders, on which that many Writes run at once (default
+	// DefaultWriters). One Write alternates between Go (a cgo call per
+	// value into the appender) and DuckDB's append and commit, keeping
+	// about one core busy; two overlap them (docs/benchmarks.md).
+	Writers int
 }
 
 func (o *Options) validate() error {
@@ -54,6 +61,12 @@ func (o *Options) validate() error {
 	if o.CheckpointThreshold == "" {
 		o.CheckpointThreshold = DefaultCheckpointThreshold
 	}
+	if o.Writers == 0 {
+		o.Writers = DefaultWriters
+	}
+	if o.Writers < 0 {
+		return fmt.Errorf("duckdb: Writers must be >= 0, got %d", o.Writers)
+	}
 	if o.Threads < 0 {
 		return fmt.Errorf("duckdb: Threads must be >= 0, got %d", o.Threads)
 	}
@@ -61,21 +74,24 @@ func (o *Options) validate() error {
 }
 
 // Store is the embedded telemetry store. Its methods are safe for concurrent
-// use; Writes are serialized on the one writer connection, as the recorder
-// (one goroutine) makes them anyway.
+// use; up to Options.Writers Writes run at once, each on a writer
+// connection of its own and as a transaction of its own.
 type Store struct {
 	path      string
 	connector *duckdb.Connector
-	db        *sql.DB // queries, DeleteBefore; closes connector
+	db        *sql.DB // queries; closes connector
 
 	// rmu serializes rollup builds and pruneJobIDs (see rollup_job_ids).
 	// A build takes wmu inside it; nothing holding wmu takes rmu.
 	rmu sync.Mutex
 
-	wmu      sync.Mutex // guards the fields below: Write, Close
-	wconn    driver.Conn
-	full     *appender      // every column, in the table's order
-	slim     *appender      // slimColumns only
+	// wmu is read-locked by each Write for its whole length and locked by
+	// whatever must not overlap one: DeleteBefore, Close, a rollup build's
+	// start and publication. It guards the fields below; a Write changes
+	// rolled and buildDirty under smu too.
+	wmu      sync.RWMutex
+	writers  []*writer      // every writer connection
+	free     chan *writer   // the writers no Write is using
 	perm     []int          // perm[i] is the index in columns of the table's column i
 	slimCols []int          // indexes in columns of slimColumns
 	rolled   map[int64]bool // days (µs, UTC midnight) in rollup_days
@@ -83,6 +99,11 @@ type Store struct {
 	// buildDirty is set when a Write or DeleteBefore touches building.
 	buildDirty bool
 	closed     bool
+
+	// smu guards rolled and buildDirty between Writes holding wmu's read
+	// lock; lmu serializes the Writes that drop a day's rollups, which
+	// would conflict on rollup_state.
+	smu, lmu sync.Mutex
 
 	// beforePublish, when set (by tests), runs between a day's build and
 	// its publication in rollup_days.
@@ -183,14 +204,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{path: path, connector: connector, db: sql.OpenDB(connector), building: noDay}
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, opts.Writers); err != nil {
 		s.db.Close() // closes connector
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
+func (s *Store) init(ctx context.Context, writers int) error {
 	if err := s.checkSandbox(ctx); err != nil {
 		return err
 	}
@@ -208,16 +229,40 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.loadRolled(ctx); err != nil {
 		return err
 	}
-	wconn, err := s.connector.Connect(ctx)
-	if err != nil {
-		return fmt.Errorf("open %s: writer connection: %w", s.path, err)
-	}
-	s.wconn = wconn
-	if err := s.newAppenders(); err != nil {
-		wconn.Close()
-		return err
+	s.free = make(chan *writer, writers)
+	for range writers {
+		conn, err := s.connector.Connect(ctx)
+		if err != nil {
+			s.closeWriters()
+			return fmt.Errorf("open %s: writer connection: %w", s.path, err)
+		}
+		w := &writer{s: s, conn: conn}
+		s.writers = append(s.writers, w)
+		s.free <- w
+		if err := w.newAppenders(); err != nil {
+			s.closeWriters()
+			return err
+		}
 	}
 	return nil
+}
+
+// Writers reports how many Writes the store runs at once (Options.Writers),
+// for the recorder to run as many writers.
+func (s *Store) Writers() int { return len(s.writers) }
+
+// closeWriters closes every writer's appenders and connection.
+func (s *Store) closeWriters() error {
+	var errs []error
+	for _, w := range s.writers {
+		if err := w.closeAppenders(false); err != nil {
+			errs = append(errs, fmt.Errorf("close appenders: %w", err))
+		}
+		if err := w.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close writer connection: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkSandbox reads back the settings Open asked for: if the driver ever
@@ -331,7 +376,7 @@ func (s *Store) Dialect() string { return "duckdb" }
 // (Rollup rebuilds that one), then checkpoints so that the freed blocks can
 // be reused (DuckDB reuses free blocks inside the file and truncates the file
 // only when the free blocks are at its end). It runs on the writer
-// connection, between Writes.
+// first writer connection, between Writes.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	n, err := s.deleteBefore(ctx, t)
 	if err != nil || n == 0 {
@@ -362,11 +407,13 @@ func (s *Store) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	if s.building != noDay && s.building < us {
 		s.buildDirty = true
 	}
-	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
-		s.exec(context.Background(), "ROLLBACK")
+	// No Write holds a writer while wmu is locked.
+	w := s.writers[0]
+	if err := w.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		w.exec(context.Background(), "ROLLBACK")
 		return 0, fmt.Errorf("delete events: begin: %w", err)
 	}
-	res, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, `DELETE FROM events WHERE ts < make_timestamp($1)`,
+	res, err := w.conn.(driver.ExecerContext).ExecContext(ctx, `DELETE FROM events WHERE ts < make_timestamp($1)`,
 		[]driver.NamedValue{{Ordinal: 1, Value: us}})
 	var n int64
 	if err == nil {
@@ -376,20 +423,20 @@ func (s *Store) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
 		// Every rollup row of the days before t's, rolled up or left by
 		// an abandoned build; and the rollups of t's day if t cuts it.
 		for _, tbl := range rollupTables {
-			if err = s.execArgs(ctx, "DELETE FROM "+tbl+" WHERE day < make_timestamp($1)",
+			if err = w.execArgs(ctx, "DELETE FROM "+tbl+" WHERE day < make_timestamp($1)",
 				[]driver.NamedValue{{Ordinal: 1, Value: dayOf(t)}}); err != nil {
 				break
 			}
 		}
 	}
 	if err == nil {
-		err = s.dropDays(ctx, drop)
+		err = w.dropDays(ctx, drop)
 	}
 	if err == nil {
-		err = s.exec(context.Background(), "COMMIT")
+		err = w.exec(context.Background(), "COMMIT")
 	}
 	if err != nil {
-		s.exec(context.Background(), "ROLLBACK")
+		w.exec(context.Background(), "ROLLBACK")
 		return 0, fmt.Errorf("delete events: %w", err)
 	}
 	for _, d := range drop {
@@ -407,13 +454,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	if err := s.closeAppenders(false); err != nil {
-		errs = append(errs, fmt.Errorf("close appenders: %w", err))
-	}
-	if err := s.wconn.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close writer connection: %w", err))
-	}
+	errs := []error{s.closeWriters()}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", s.path, err))
 	}

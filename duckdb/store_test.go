@@ -438,3 +438,51 @@ func TestWriteCanceledIsAtomic(t *testing.T) {
 		t.Fatalf("Write after canceled ones: %v", err)
 	}
 }
+
+// TestConcurrentWrites writes from more goroutines than the store has
+// writer connections, half the events through each appender, and checks
+// that every event is in the table exactly once.
+func TestConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := duckdb.Open(ctx, filepath.Join(t.TempDir(), "telemetry.duckdb"), duckdb.Options{Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeOnCleanup(t, s)
+	if got := s.Writers(); got != 2 {
+		t.Fatalf("Writers() = %d, want 2", got)
+	}
+	const goroutines, batches, size = 4, 8, 1000
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for b := range batches {
+				evs := make([]jobcast.Event, size)
+				for i := range evs {
+					id := int64((g*batches+b)*size + i + 1)
+					evs[i] = jobcast.Event{TS: ts.Add(time.Duration(id) * time.Millisecond), Event: jobcast.EventHeartbeat,
+						JobID: fmt.Sprintf("j%d", id), ReconnectCount: id}
+					if id%2 == 0 { // through the full appender
+						evs[i].Event, evs[i].ReconnectCount, evs[i].DurationMs = jobcast.EventJobCompleted, 0, id
+					}
+				}
+				if err := s.Write(ctx, evs); err != nil {
+					t.Errorf("Write: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rows, err := s.Query(ctx, `SELECT count(*), count(DISTINCT job_id), sum(reconnect_count + duration_ms)::BIGINT FROM events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = goroutines * batches * size
+	got := fmt.Sprint(rows.Rows[0]...)
+	if want := fmt.Sprint(int64(n), int64(n), int64(n*(n+1)/2)); got != want {
+		t.Fatalf("count, distinct ids, sum of ids = %s, want %s", got, want)
+	}
+}

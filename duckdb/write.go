@@ -39,8 +39,18 @@ func slim(e *jobcast.Event) bool {
 		e.ThrottledCount == 0 && e.ExperimentID == "" && e.Variant == "" && e.Param == "" && e.Value == ""
 }
 
-func (s *Store) newAppenders() error {
-	full, err := duckdb.NewAppenderFromConn(s.wconn, "main", "events")
+// writer is one writer connection and its appenders; one Write at a time
+// uses it.
+type writer struct {
+	s    *Store
+	conn driver.Conn
+	full *appender // every column, in the table's order
+	slim *appender // slimColumns only
+}
+
+func (w *writer) newAppenders() error {
+	s := w.s
+	full, err := duckdb.NewAppenderFromConn(w.conn, "main", "events")
 	if err != nil {
 		return fmt.Errorf("open %s: appender on events: %w", s.path, err)
 	}
@@ -48,13 +58,13 @@ func (s *Store) newAppenders() error {
 	for i, c := range s.slimCols {
 		names[i] = columns[c].name
 	}
-	thin, err := duckdb.NewAppenderWithColumns(s.wconn, "", "main", "events", names)
+	thin, err := duckdb.NewAppenderWithColumns(w.conn, "", "main", "events", names)
 	if err != nil {
 		full.Close()
 		return fmt.Errorf("open %s: slim appender on events: %w", s.path, err)
 	}
-	s.full = &appender{app: full, cols: s.perm, row: make([]driver.Value, len(s.perm)), prev: make([]string, len(s.perm))}
-	s.slim = &appender{app: thin, cols: s.slimCols, row: make([]driver.Value, len(s.slimCols)), prev: make([]string, len(s.slimCols))}
+	w.full = &appender{app: full, cols: s.perm, row: make([]driver.Value, len(s.perm)), prev: make([]string, len(s.perm))}
+	w.slim = &appender{app: thin, cols: s.slimCols, row: make([]driver.Value, len(s.slimCols)), prev: make([]string, len(s.slimCols))}
 	return nil
 }
 
@@ -64,75 +74,111 @@ func (s *Store) newAppenders() error {
 // recorder takes from a backlog) DuckDB compresses into the database file
 // as it is appended and logs in the WAL as block pointers at the commit,
 // which costs about 40 % less CPU per event than rows in the WAL compressed
-// at a checkpoint; TestCrashSafety kills Writes of both kinds.
+// at a checkpoint; TestCrashSafety kills Writes of both kinds. Up to
+// Options.Writers Writes run at once, each on its own connection; the rows
+// of concurrent Writes interleave in the table in no particular order.
 func (s *Store) Write(ctx context.Context, events []jobcast.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	// Read-locked for the whole Write: a rollup build cannot start or
+	// publish, nor DeleteBefore run, between lateDays and the commit.
+	s.wmu.RLock()
+	defer s.wmu.RUnlock()
 	if s.closed {
 		return errClosed
 	}
+	var w *writer
+	select {
+	case w = <-s.free:
+	default:
+		select {
+		case w = <-s.free:
+		case <-ctx.Done():
+			err := ctx.Err()
+			if err == nil { // Done and Err may disagree for a moment
+				err = context.Canceled
+			}
+			return fmt.Errorf("write %d events: wait for a writer: %w", len(events), err)
+		}
+	}
+	defer func() { s.free <- w }()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.full == nil {
+	// Events of a day already rolled up (late, or out of order) make its
+	// rollups stale: drop them with the events' commit.
+	s.smu.Lock()
+	late := s.lateDays(events)
+	s.smu.Unlock()
+	if len(late) > 0 {
+		// Two Writes that drop rollups would conflict on rollup_state.
+		s.lmu.Lock()
+		defer s.lmu.Unlock()
+	}
+	if err := w.write(ctx, events, late); err != nil {
+		return fmt.Errorf("write %d events: %w", len(events), err)
+	}
+	s.smu.Lock()
+	for _, d := range late {
+		delete(s.rolled, d)
+	}
+	s.smu.Unlock()
+	return nil
+}
+
+// write appends events and drops the rollups of late in one transaction.
+func (w *writer) write(ctx context.Context, events []jobcast.Event, late []int64) error {
+	if w.full == nil {
 		// A failed flush invalidated the previous ones.
-		if err := s.newAppenders(); err != nil {
+		if err := w.newAppenders(); err != nil {
 			return err
 		}
 	}
-	if err := s.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+	if err := w.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 		// The context may have ended after BEGIN ran.
-		s.exec(context.Background(), "ROLLBACK")
-		return fmt.Errorf("write events: begin: %w", err)
+		w.exec(context.Background(), "ROLLBACK")
+		return fmt.Errorf("begin: %w", err)
 	}
-	if err := s.appendAll(ctx, events); err != nil {
-		s.abort()
-		return fmt.Errorf("write %d events: %w", len(events), err)
+	if err := w.appendAll(ctx, events); err != nil {
+		w.abort()
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		s.abort()
-		return fmt.Errorf("write %d events: %w", len(events), err)
+		w.abort()
+		return err
 	}
-	// Events of a day already rolled up (late, or out of order) make its
-	// rollups stale: drop them with the events' commit.
-	late := s.lateDays(events)
-	if err := s.dropDays(ctx, late); err != nil {
-		s.abort()
-		return fmt.Errorf("write %d events: %w", len(events), err)
+	if err := w.dropDays(ctx, late); err != nil {
+		w.abort()
+		return err
 	}
 	// Not cancelable: duckdb-go may report a canceled context for a
 	// COMMIT that took effect, and a Write that failed must leave nothing.
-	if err := s.exec(context.Background(), "COMMIT"); err != nil {
-		s.abort()
-		return fmt.Errorf("write %d events: commit: %w", len(events), err)
-	}
-	for _, d := range late {
-		delete(s.rolled, d)
+	if err := w.exec(context.Background(), "COMMIT"); err != nil {
+		w.abort()
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) appendAll(ctx context.Context, events []jobcast.Event) error {
+func (w *writer) appendAll(ctx context.Context, events []jobcast.Event) error {
 	// Drop references to the batch's strings when done.
-	defer s.full.clear()
-	defer s.slim.clear()
+	defer w.full.clear()
+	defer w.slim.clear()
 	for i := range events {
 		e := &events[i]
-		a := s.full
+		a := w.full
 		if slim(e) {
-			a = s.slim
+			a = w.slim
 		}
 		if err := a.append(e); err != nil {
 			return err
 		}
 	}
-	if err := s.full.app.FlushWithCancel(ctx); err != nil {
+	if err := w.full.app.FlushWithCancel(ctx); err != nil {
 		return err
 	}
-	return s.slim.app.FlushWithCancel(ctx)
+	return w.slim.app.FlushWithCancel(ctx)
 }
 
 func (a *appender) append(e *jobcast.Event) error {
@@ -160,21 +206,21 @@ func (a *appender) clear() {
 
 // abort rolls back the open transaction and discards the appenders, which a
 // failed flush leaves unusable; the next Write makes new ones.
-func (s *Store) abort() {
-	s.closeAppenders(true)
-	s.exec(context.Background(), "ROLLBACK")
+func (w *writer) abort() {
+	w.closeAppenders(true)
+	w.exec(context.Background(), "ROLLBACK")
 }
 
-func (s *Store) exec(ctx context.Context, stmt string) error {
-	_, err := s.wconn.(driver.ExecerContext).ExecContext(ctx, stmt, nil)
+func (w *writer) exec(ctx context.Context, stmt string) error {
+	_, err := w.conn.(driver.ExecerContext).ExecContext(ctx, stmt, nil)
 	return err
 }
 
 // closeAppenders closes the appenders, discarding their rows first when
 // discard is set.
-func (s *Store) closeAppenders(discard bool) error {
+func (w *writer) closeAppenders(discard bool) error {
 	var errs []error
-	for _, a := range []*appender{s.full, s.slim} {
+	for _, a := range []*appender{w.full, w.slim} {
 		if a == nil {
 			continue
 		}
@@ -185,6 +231,6 @@ func (s *Store) closeAppenders(discard bool) error {
 			errs = append(errs, err)
 		}
 	}
-	s.full, s.slim = nil, nil
+	w.full, w.slim = nil, nil
 	return errors.Join(errs...)
 }

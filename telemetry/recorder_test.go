@@ -3,8 +3,10 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,5 +311,62 @@ func TestRetention(t *testing.T) {
 	wantR := []time.Time{t0.Add(-telemetry.RollupDelay), t0.Add(time.Hour - telemetry.RollupDelay)}
 	if len(store.rollups) != 2 || !store.rollups[0].Equal(wantR[0]) || !store.rollups[1].Equal(wantR[1]) {
 		t.Fatalf("rollups %v, want %v", store.rollups, wantR)
+	}
+}
+
+// concStore is a memStore that asks for two writers; its first two Writes
+// wait for each other, so the test fails unless two run at once.
+type concStore struct {
+	memStore
+	entered atomic.Int32
+	both    chan struct{}
+}
+
+func (s *concStore) Writers() int { return 2 }
+
+func (s *concStore) Write(ctx context.Context, evs []jobcast.Event) error {
+	switch s.entered.Add(1) {
+	case 1:
+		select {
+		case <-s.both:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case 2:
+		close(s.both)
+	}
+	return s.memStore.Write(ctx, evs)
+}
+
+func TestConcurrentWritersWriteEachEventOnce(t *testing.T) {
+	t.Parallel()
+	s := &concStore{both: make(chan struct{})}
+	const n = 20000
+	r := telemetry.New(s, telemetry.Options{BufferSize: n, BatchSize: 1000, MaxBatchSize: 1000, WriteTimeout: 5 * time.Second})
+	for i := range n {
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat, DurationMs: int64(i)})
+	}
+	r.Start()
+	// More while the writers write.
+	for i := n; i < 2*n; i++ {
+		for r.Stats().Buffered == n {
+			runtime.Gosched()
+		}
+		r.Record(jobcast.Event{Event: jobcast.EventHeartbeat, DurationMs: int64(i)})
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]int, 2*n)
+	for _, e := range s.events() {
+		seen[e.DurationMs]++
+	}
+	for i, c := range seen {
+		if c != 1 {
+			t.Fatalf("event %d written %d times", i, c)
+		}
+	}
+	if st := r.Stats(); st != (telemetry.Stats{Recorded: 2 * n, Written: 2 * n}) {
+		t.Fatalf("stats %+v, want %d recorded and written, nothing else", st, 2*n)
 	}
 }
