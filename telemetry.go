@@ -116,7 +116,9 @@ type QueryLimits struct {
 // Implementations: duckdb (embedded) and, later, ClickHouse (cluster). The
 // metrics package writes its SQL for the store's Dialect.
 type TelemetryStore interface {
-	// Write appends events. The recorder calls it from one goroutine.
+	// Write appends events. The recorder calls it from one goroutine, or
+	// from as many as a store that implements telemetry.ConcurrentWriter
+	// asks for.
 	Write(ctx context.Context, events []Event) error
 	// Query runs a read-only statement written by this program (the metrics
 	// library) with positional arguments.
