@@ -1,7 +1,6 @@
 package alerting_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -17,26 +16,9 @@ import (
 	"github.com/jobcast/jobcast/alerting"
 	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/internal/jobcasttest"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/protocol"
 )
-
-// lockedBuffer is a log sink the test reads while the service writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // liveLoad is live delivery beside the alerting service: SDK watchers
 // following jobs that a producer drives on an embedded test server.
@@ -180,7 +162,7 @@ func TestNotifierOutageUnderLoad(t *testing.T) {
 		phases[phase.Load()].srv.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(slack.Close)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	h := newHarness(t, alerting.Config{
 		DashboardURL: dash,
 		Receivers: []alerting.Receiver{{

@@ -2,7 +2,6 @@ package dashboard_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -12,13 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jobcast/jobcast"
 	"github.com/jobcast/jobcast/auth"
 	"github.com/jobcast/jobcast/dashboard"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/sqlite"
 )
 
@@ -35,34 +34,16 @@ func csrfOf(t *testing.T, e *env, c *http.Cookie) string {
 	return m[1]
 }
 
-// lockedBuffer is a log sink the handler and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // usersEnv is a dashboard whose logins take users of a SQLite store, with
 // a 5 s user cache on the manual clock and the log captured.
-func usersEnv(t *testing.T, mod func(*dashboard.Options)) (*env, *sqlite.UserStore, *lockedBuffer) {
+func usersEnv(t *testing.T, mod func(*dashboard.Options)) (*env, *sqlite.UserStore, *syncbuf.Buffer) {
 	t.Helper()
 	store, err := sqlite.OpenUserStore(context.Background(), filepath.Join(t.TempDir(), "jobcast.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	e := newEnv(t, func(o *dashboard.Options) {
 		o.Users = auth.NewAuthenticator(adminToken, store, o.Clock, 5*time.Second)
 		o.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/jobcast/jobcast/gql"
 	"github.com/jobcast/jobcast/hub"
 	"github.com/jobcast/jobcast/internal/clocktest"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/metrics"
 )
 
@@ -405,7 +405,7 @@ func TestBadInput(t *testing.T) {
 func TestInternalErrorHidden(t *testing.T) {
 	t.Parallel()
 	lib, store := openFixture(t)
-	logs := &syncWriter{}
+	logs := &syncbuf.Buffer{}
 	h, err := gql.NewHandler(lib, fakeLive{}, gql.WithLog(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
@@ -430,24 +430,6 @@ func TestInternalErrorHidden(t *testing.T) {
 	if !strings.Contains(logs.String(), "graphql query failed") {
 		t.Errorf("internal errors were not logged:\n%s", logs.String())
 	}
-}
-
-// syncWriter is a log sink concurrent resolvers may write to.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // The HTTP envelope: POST with JSON only, errors in GraphQL's shape.

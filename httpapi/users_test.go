@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,27 +16,10 @@ import (
 	"github.com/jobcast/jobcast/httpapi"
 	"github.com/jobcast/jobcast/internal/clocktest"
 	"github.com/jobcast/jobcast/internal/jobcasttest"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/metrics"
 	"github.com/jobcast/jobcast/sqlite"
 )
-
-// syncBuffer is a log sink the handlers and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // usersEnv is an API with every admin surface mounted (stub handlers
 // where the surface's own tests live elsewhere), a SQLite user store, a
@@ -47,7 +28,7 @@ type usersEnv struct {
 	url   string
 	store *sqlite.UserStore
 	clock *clocktest.Clock
-	log   *syncBuffer
+	log   *syncbuf.Buffer
 }
 
 func newUsersEnv(t *testing.T) *usersEnv {
@@ -59,7 +40,7 @@ func newUsersEnv(t *testing.T) *usersEnv {
 	}
 	t.Cleanup(func() { store.Close() })
 	clock := clocktest.New(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	stub := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

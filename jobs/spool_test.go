@@ -1,13 +1,11 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/jobcast/jobcast/inmem"
 	"github.com/jobcast/jobcast/internal/clocktest"
 	"github.com/jobcast/jobcast/internal/storetest"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/jobs"
 	"github.com/jobcast/jobcast/protocol"
 )
@@ -60,24 +59,6 @@ func (s *outageStore) DeleteFinishedBefore(ctx context.Context, t time.Time) (in
 	return s.JobStore.DeleteFinishedBefore(ctx, t)
 }
 
-// syncBuffer is a log sink safe for the flusher's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // spoolFixture is a job service over CachedStore(Spool(outageStore(inmem))),
 // as a node runs it, on a manual clock.
 type spoolFixture struct {
@@ -85,12 +66,12 @@ type spoolFixture struct {
 	inner  *inmem.JobStore
 	outage *outageStore
 	spool  *jobs.Spool
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 func newSpoolFixture(t *testing.T, opt jobs.SpoolOptions) *spoolFixture {
 	t.Helper()
-	f := &spoolFixture{inner: inmem.NewJobStore(), logs: &syncBuffer{}}
+	f := &spoolFixture{inner: inmem.NewJobStore(), logs: &syncbuf.Buffer{}}
 	f.outage = &outageStore{JobStore: f.inner}
 	f.fixture = &fixture{broker: inmem.NewBroker(), clock: clocktest.New(t0)}
 	opt.Clock = f.clock

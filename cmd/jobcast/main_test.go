@@ -19,6 +19,7 @@ import (
 
 	"github.com/jobcast/jobcast/client"
 	"github.com/jobcast/jobcast/duckdb"
+	"github.com/jobcast/jobcast/internal/syncbuf"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -27,22 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer is an io.Writer tests can read while Main writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ syncbuf.Buffer }
 
 // waitFor polls the buffer until re matches, and returns the submatches.
 func (b *syncBuffer) waitFor(t *testing.T, re *regexp.Regexp) []string {

@@ -1,34 +1,17 @@
 package natsdev
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobcast/jobcast/internal/syncbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRun starts the server on a free port, uses JetStream through it, and
 // stops it by cancelling the context; the temporary store goes with it.
@@ -36,7 +19,7 @@ func TestRun(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, []string{"-addr", "127.0.0.1:0"}, &out, &errOut) }()
 	re := regexp.MustCompile(`listening on (nats://127\.0\.0\.1:\d+) \(JetStream in (.+)\)`)
@@ -81,7 +64,7 @@ func TestRun(t *testing.T) {
 // TestRunBadAddr refuses an address without a port.
 func TestRunBadAddr(t *testing.T) {
 	t.Parallel()
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	if err := Run(context.Background(), []string{"-addr", "localhost"}, &out, &errOut); err == nil {
 		t.Fatal("Run accepted -addr localhost")
 	}
