@@ -317,8 +317,20 @@ func (c *clients) churn(ctx context.Context, s *slot, settle func(bool), deadlin
 			}
 		case err := <-done:
 			cancel()
-			if first {
-				settle(false)
+			// A watcher can be ready and end at once (its job ended
+			// meanwhile, as at the end of a run): both channels are then
+			// ready, and its connection counts like any other.
+			select {
+			case <-ready:
+				if first {
+					settle(true)
+				} else {
+					c.churned.Add(1)
+				}
+			default:
+				if first {
+					settle(false)
+				}
 			}
 			s.runErr = err
 			return

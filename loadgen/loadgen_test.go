@@ -146,8 +146,8 @@ func TestRunChurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.ChurnConns < 5 || rep.Connects != rep.ChurnConns+5 || !rep.OK() {
-		t.Fatalf("churn: %d new connections, %d connects, ok %v", rep.ChurnConns, rep.Connects, rep.OK())
+	if rep.ChurnConns < 5 || rep.Connects != rep.ChurnConns+5+rep.Resumes || !rep.OK() {
+		t.Fatalf("churn: %d new connections, %d connects, %d resumes, ok %v", rep.ChurnConns, rep.Connects, rep.Resumes, rep.OK())
 	}
 	if rep.Server.Source != "proc" || rep.Server.CPUPerNewConnUs <= 0 {
 		t.Fatalf("server figures: %+v", rep.Server)
