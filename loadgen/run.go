@@ -283,8 +283,12 @@ func createJobs(ctx context.Context, prod *client.Producer, n, conc int, seed ui
 }
 
 // produce sends each job's progress events at cfg.Rate, batched every
-// BatchInterval, until ctx ends. Jobs are spread over the interval between
-// events, so the server sees a steady stream rather than bursts.
+// BatchInterval, until ctx ends. Each job has its own phase within the
+// interval and its batch goes out at that moment, so the server sees a
+// steady stream of requests rather than every producer posting all its jobs
+// back to back at the top of each interval (which measured the queue of that
+// burst: p50 10 ms at 1,000 requests/s with the server 34 % busy). A
+// producer that falls behind its schedule sends at once, with more events.
 func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Config, published, requests, errs *atomic.Int64) {
 	start := time.Now()
 	period := time.Duration(float64(time.Second) / cfg.Rate)
@@ -296,10 +300,19 @@ func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Conf
 				mine = append(mine, i)
 			}
 			sent := make([]int64, len(mine))
-			t := time.NewTicker(cfg.BatchInterval)
-			defer t.Stop()
-			for {
+			wait := time.NewTimer(0)
+			defer wait.Stop()
+			for round := int64(0); ; round++ {
 				for k, i := range mine {
+					offset := time.Duration(round)*cfg.BatchInterval + time.Duration(int64(cfg.BatchInterval)*int64(i)/int64(len(jobs)))
+					if d := time.Until(start.Add(offset)); d > 0 {
+						wait.Reset(d)
+						select {
+						case <-ctx.Done():
+							return
+						case <-wait.C:
+						}
+					}
 					if ctx.Err() != nil {
 						return
 					}
@@ -327,11 +340,6 @@ func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Conf
 					}
 					published.Add(n)
 					requests.Add(1)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
 				}
 			}
 		})
