@@ -20,7 +20,17 @@ import (
 // decodeServerFrame decodes a server frame into env, falling back to
 // protocol.DecodeServerFrame. env.Payload aliases data.
 func decodeServerFrame(data []byte, env *protocol.Envelope) error {
-	if fastEnvelope(data, env) {
+	var n names
+	return n.decode(data, env)
+}
+
+// names keeps the last job ID and pipeline a connection's frames carried,
+// so that decoding a frame of the same job allocates no strings for them.
+type names struct{ jobID, pipeline string }
+
+// decode is decodeServerFrame reusing n's strings.
+func (n *names) decode(data []byte, env *protocol.Envelope) error {
+	if fastEnvelope(data, env, n) {
 		return nil
 	}
 	e, err := protocol.DecodeServerFrame(data)
@@ -34,7 +44,7 @@ func decodeServerFrame(data []byte, env *protocol.Envelope) error {
 // fastEnvelope reads a frame as the server writes it: one object of plain
 // strings, integers and a payload value. It reports false, leaving env in
 // any state, when the frame needs the full decoder.
-func fastEnvelope(data []byte, env *protocol.Envelope) bool {
+func fastEnvelope(data []byte, env *protocol.Envelope, n *names) bool {
 	*env = protocol.Envelope{}
 	s := scanner{b: data}
 	ok := s.object(func(key []byte) bool {
@@ -45,11 +55,17 @@ func fastEnvelope(data []byte, env *protocol.Envelope) bool {
 			v, ok = s.int()
 			env.V = int(v)
 		case "type":
-			env.Type, ok = s.plainString()
+			var b []byte
+			b, ok = s.rawString()
+			env.Type = typeName(b)
 		case "jobId":
-			env.JobID, ok = s.plainString()
+			var b []byte
+			b, ok = s.rawString()
+			env.JobID = reuse(b, &n.jobID)
 		case "pipeline":
-			env.Pipeline, ok = s.plainString()
+			var b []byte
+			b, ok = s.rawString()
+			env.Pipeline = reuse(b, &n.pipeline)
 		case "seq":
 			env.Seq, ok = s.int()
 		case "ts":
@@ -70,6 +86,39 @@ func fastEnvelope(data []byte, env *protocol.Envelope) bool {
 	}
 	s.space()
 	return s.i == len(s.b)
+}
+
+// typeName returns the protocol's constant for a known frame type, without
+// allocating.
+func typeName(b []byte) string {
+	switch string(b) {
+	case protocol.TypeJobProgress:
+		return protocol.TypeJobProgress
+	case protocol.TypePing:
+		return protocol.TypePing
+	case protocol.TypeJobStarted:
+		return protocol.TypeJobStarted
+	case protocol.TypeJobCompleted:
+		return protocol.TypeJobCompleted
+	case protocol.TypeJobFailed:
+		return protocol.TypeJobFailed
+	case protocol.TypeError:
+		return protocol.TypeError
+	case protocol.TypeReady:
+		return protocol.TypeReady
+	case protocol.TypePong:
+		return protocol.TypePong
+	}
+	return string(b)
+}
+
+// reuse returns *prev when it equals b, else a new string, which it keeps
+// in *prev.
+func reuse(b []byte, prev *string) string {
+	if *prev != string(b) {
+		*prev = string(b)
+	}
+	return *prev
 }
 
 // decodeProgress reads a progress payload's counts (all the watcher's state
@@ -182,11 +231,6 @@ func (s *scanner) rawString() ([]byte, bool) {
 		}
 	}
 	return nil, false
-}
-
-func (s *scanner) plainString() (string, bool) {
-	b, ok := s.rawString()
-	return string(b), ok
 }
 
 // int reads an integer that fits int64.

@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -457,14 +459,18 @@ const deadServerMargin = time.Second
 func (w *Watcher) readLoop(ws *websocket.Conn, endpoint string) closeInfo {
 	ci := closeInfo{}
 	deadline := 60 * time.Second // until ready says otherwise
+	var (
+		in  messageBuffer
+		ids names
+	)
 	for {
 		_ = ws.SetReadDeadline(time.Now().Add(deadline))
-		_, data, err := ws.ReadMessage()
+		data, err := in.read(ws)
 		if err != nil {
 			return w.classifyClose(err, ci)
 		}
 		var frame protocol.Envelope
-		if decodeServerFrame(data, &frame) != nil {
+		if ids.decode(data, &frame) != nil {
 			continue // tolerate what we cannot read; the server is newer
 		}
 		env := &frame
@@ -537,7 +543,49 @@ func (w *Watcher) onJobMessage(env *protocol.Envelope) {
 	}
 	w.mu.Unlock()
 	if w.cfg.OnMessage != nil {
-		w.cfg.OnMessage(*env)
+		// The payload is in the connection's read buffer, which the next
+		// frame overwrites: the callback gets its own copy.
+		m := *env
+		m.Payload = bytes.Clone(env.Payload)
+		w.cfg.OnMessage(m)
+	}
+}
+
+// messageBuffer reads whole messages into one buffer that a connection
+// reuses. gorilla's ReadMessage allocates a new slice for each message (512
+// bytes at least), which at tens of thousands of frames a second was most
+// of a watcher's garbage, and its collections the load generator's
+// latency tail.
+type messageBuffer struct{ buf []byte }
+
+// maxKeptBuffer bounds what a connection keeps between messages: a large
+// frame (a ready with a big result) is read, then its buffer dropped.
+const maxKeptBuffer = 64 << 10
+
+// read returns the next message; it is valid until the next call.
+func (m *messageBuffer) read(ws *websocket.Conn) ([]byte, error) {
+	if cap(m.buf) > maxKeptBuffer {
+		m.buf = nil
+	}
+	_, r, err := ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	b := m.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			m.buf = b
+			return b, nil
+		}
+		if err != nil {
+			m.buf = b
+			return nil, err
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net"
 	"net/http"
@@ -734,5 +735,103 @@ func TestWatcherAcceptsServerRollback(t *testing.T) {
 	}
 	if st := w.State(); st.Status != protocol.StatusCompleted || st.Seq != 4 {
 		t.Errorf("state = %+v", st)
+	}
+}
+
+// The watcher reads every frame into one buffer it reuses: each message
+// handed to OnMessage keeps its own payload, also across a frame larger
+// than the buffer it keeps, and the job's state is right.
+func TestWatcherMessagesOwnTheirPayloads(t *testing.T) {
+	t.Parallel()
+	big := `{"totalCount":40,"note":"` + strings.Repeat("x", 100<<10) + `"}`
+	var want []string
+	want = append(want, big)
+	for i := 1; i <= 40; i++ {
+		want = append(want, fmt.Sprintf(`{"processedCount":%d,"sentNs":%d}`, i, 1000000+i*i))
+	}
+	want = append(want, `{"successCount":40,"failureCount":0,"result":{"rows":40}}`)
+	s := newScripted(t, func(n int, c *websocket.Conn) {
+		job := protocol.Envelope{JobID: "job-own", Pipeline: "csv"}
+		ready := job
+		ready.Type = protocol.TypeReady
+		_ = writeEnv(c, ready, `{"connectionId":"c","heartbeatIntervalMs":30000,"pongTimeoutMs":10000,"state":{"jobId":"job-own","status":"pending"}}`)
+		for i, p := range want {
+			m := job
+			m.Seq = int64(i + 1)
+			switch {
+			case i == 0:
+				m.Type = protocol.TypeJobStarted
+			case i == len(want)-1:
+				m.Type = protocol.TypeJobCompleted
+			default:
+				m.Type = protocol.TypeJobProgress
+			}
+			_ = writeEnv(c, m, p)
+		}
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
+		drain(c)
+	})
+	rec := newRecorder()
+	cfg := client.Config{URL: s.wsURL(), JobID: "job-own", Token: "tok"}
+	rec.hook(&cfg)
+	w, err := client.NewWatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := result(t, run(t, w)); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	got := rec.messages()
+	if len(got) != len(want) {
+		t.Fatalf("%d messages, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		if string(m.Payload) != want[i] || m.JobID != "job-own" || m.Pipeline != "csv" || m.Seq != int64(i+1) {
+			t.Errorf("message %d = %s %s seq %d payload %.60s, want payload %.60s", i, m.JobID, m.Pipeline, m.Seq, m.Payload, want[i])
+		}
+	}
+	st := w.State()
+	if st.Status != protocol.StatusCompleted || st.TotalCount != 40 || st.ProcessedCount != 40 || string(st.Result) != `{"rows":40}` {
+		t.Errorf("state = %+v", st)
+	}
+}
+
+// BenchmarkWatcherRead is a watcher reading progress frames from a real
+// loopback WebSocket, callbacks included (the server's writes are in the
+// figures too): the load generator's cost per delivered frame.
+func BenchmarkWatcherRead(b *testing.B) {
+	frames := make(chan int, 1)
+	s := newScripted(&testing.T{}, func(n int, c *websocket.Conn) {
+		job := protocol.Envelope{JobID: "job-bench", Pipeline: "csv"}
+		ready := job
+		ready.Type = protocol.TypeReady
+		_ = writeEnv(c, ready, `{"connectionId":"c","heartbeatIntervalMs":30000,"pongTimeoutMs":10000,"state":{"jobId":"job-bench","status":"running"}}`)
+		count := <-frames
+		for i := 1; i <= count; i++ {
+			m := job
+			m.Type, m.Seq = protocol.TypeJobProgress, int64(i)
+			_ = writeEnv(c, m, fmt.Sprintf(`{"processedCount":%d,"sentNs":1764000000000000000}`, i))
+		}
+		done := job
+		done.Type, done.Seq = protocol.TypeJobCompleted, int64(count+1)
+		_ = writeEnv(c, done, `{"successCount":1}`)
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
+		drain(c)
+	})
+	defer s.Close()
+	var got int
+	w, err := client.NewWatcher(client.Config{URL: s.wsURL(), JobID: "job-bench", Token: "tok",
+		OnReady:   func(protocol.Ready) { b.ResetTimer() },
+		OnMessage: func(protocol.Envelope) { got++ }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	frames <- b.N
+	if err := w.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if got != b.N+1 {
+		b.Fatalf("%d messages, want %d", got, b.N+1)
 	}
 }
