@@ -76,12 +76,13 @@ func FuzzApplyEvents(f *testing.F) {
 			if m.Type != events[i].MessageType() {
 				t.Fatalf("message %d: type %s for event %s", i, m.Type, events[i].Type)
 			}
+			frame := m.EncodedFrame()
 			var env protocol.Envelope
-			if err := json.Unmarshal(m.Frame, &env); err != nil {
-				t.Fatalf("message %d: frame %q does not decode: %v", i, m.Frame, err)
+			if err := json.Unmarshal(frame, &env); err != nil {
+				t.Fatalf("message %d: frame %q does not decode: %v", i, frame, err)
 			}
 			if env.Seq != m.Seq || env.Type != m.Type {
-				t.Fatalf("message %d: frame %s disagrees with envelope", i, m.Frame)
+				t.Fatalf("message %d: frame %s disagrees with envelope", i, frame)
 			}
 			var obj map[string]json.RawMessage
 			if err := json.Unmarshal(m.Payload, &obj); err != nil {
@@ -90,6 +91,21 @@ func FuzzApplyEvents(f *testing.F) {
 		}
 		if job.Seq != prev {
 			t.Fatalf("job.Seq = %d, want %d", job.Seq, prev)
+		}
+		// The counts the parser recorded give the state that decoding the
+		// payloads again gives.
+		decoded := newJob()
+		decoded.Status, decoded.Seq = statuses[int(status)%len(statuses)], int64(seq)
+		plain := make([]protocol.ProducerEvent, len(events))
+		for i := range events {
+			plain[i] = protocol.ProducerEvent{Type: events[i].Type, Payload: events[i].Payload}
+		}
+		if _, err := jobcast.ApplyEvents(decoded, plain, catalog, testNow); err != nil {
+			t.Fatalf("events applied with their parsed counts fail decoded: %v", err)
+		}
+		if decoded.ProcessedCount != job.ProcessedCount || decoded.TotalCount != job.TotalCount || decoded.Status != job.Status {
+			t.Fatalf("parsed counts give %d/%d %s, decoding gives %d/%d %s", job.ProcessedCount, job.TotalCount, job.Status,
+				decoded.ProcessedCount, decoded.TotalCount, decoded.Status)
 		}
 		if job.Finished() != (terminalAt >= 0) {
 			t.Fatalf("status %s after events ending in %s", job.Status, events[len(events)-1].Type)

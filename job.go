@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jobcast/jobcast/protocol"
@@ -33,9 +34,34 @@ const MessageRevoked = "_revoked"
 
 // Message is a job message ready for delivery: the envelope and its encoded
 // frame, built once and shared by every connection watching the job.
+//
+// Frame may be nil on a job message: ApplyEvents leaves progress messages
+// unencoded, because the throttle coalesces most of them away (at 20
+// updates/s and a 500 ms window, 9 in 10 never reach a client), and a broker
+// may deliver a message without its frame. Readers that send the frame call
+// EncodedFrame, which encodes it once, on first use.
 type Message struct {
 	protocol.Envelope
 	Frame []byte
+
+	once    sync.Once
+	encoded []byte // EncodedFrame's encoding when Frame is nil
+}
+
+// EncodedFrame returns the message's frame, encoding the envelope on the
+// first call when Frame is nil. It is safe for concurrent use: every
+// connection watching the job calls it, each under its own lock. A message
+// that is not a job message (MessageRevoked) has no frame: nil.
+func (m *Message) EncodedFrame() []byte {
+	if m.Frame != nil || !protocol.IsJobMessage(m.Type) {
+		return m.Frame
+	}
+	m.once.Do(func() {
+		// The envelope's payload was validated when the message was
+		// built; encoding cannot fail on it.
+		m.encoded, _ = json.Marshal(&m.Envelope)
+	})
+	return m.encoded
 }
 
 // NewMessage encodes env into a Message.
@@ -109,27 +135,41 @@ func applyEvent(job *Job, ev *protocol.ProducerEvent, catalog *Catalog, now time
 	}
 	switch ev.Type {
 	case protocol.EventStarted:
-		var p struct {
-			TotalCount *int64 `json:"totalCount"`
-		}
-		if err := json.Unmarshal(payload, &p); err != nil {
-			return nil, Errorf(protocol.ErrBadRequest, "started payload: %v", err)
-		}
-		if p.TotalCount != nil {
-			job.TotalCount = *p.TotalCount
+		if _, total, hasTotal, ok := ev.Counts(); ok {
+			if hasTotal {
+				job.TotalCount = total
+			}
+		} else {
+			var p struct {
+				TotalCount *int64 `json:"totalCount"`
+			}
+			if err := json.Unmarshal(payload, &p); err != nil {
+				return nil, Errorf(protocol.ErrBadRequest, "started payload: %v", err)
+			}
+			if p.TotalCount != nil {
+				job.TotalCount = *p.TotalCount
+			}
 		}
 		job.Status = protocol.StatusRunning
 	case protocol.EventProgress:
-		var p struct {
-			ProcessedCount int64  `json:"processedCount"`
-			TotalCount     *int64 `json:"totalCount"`
-		}
-		if err := json.Unmarshal(payload, &p); err != nil {
-			return nil, Errorf(protocol.ErrBadRequest, "progress payload: %v", err)
-		}
-		job.ProcessedCount = p.ProcessedCount
-		if p.TotalCount != nil {
-			job.TotalCount = *p.TotalCount
+		// The parser recorded the counts; events built in Go are decoded.
+		if processed, total, hasTotal, ok := ev.Counts(); ok {
+			job.ProcessedCount = processed
+			if hasTotal {
+				job.TotalCount = total
+			}
+		} else {
+			var p struct {
+				ProcessedCount int64  `json:"processedCount"`
+				TotalCount     *int64 `json:"totalCount"`
+			}
+			if err := json.Unmarshal(payload, &p); err != nil {
+				return nil, Errorf(protocol.ErrBadRequest, "progress payload: %v", err)
+			}
+			job.ProcessedCount = p.ProcessedCount
+			if p.TotalCount != nil {
+				job.TotalCount = *p.TotalCount
+			}
 		}
 		job.Status = protocol.StatusRunning
 	case protocol.EventCompleted:
@@ -184,7 +224,7 @@ func applyEvent(job *Job, ev *protocol.ProducerEvent, catalog *Catalog, now time
 	}
 	job.Seq++
 	job.UpdatedAt = now
-	msg, err := NewMessage(protocol.Envelope{
+	env := protocol.Envelope{
 		V:        protocol.Version,
 		Type:     ev.MessageType(),
 		JobID:    job.JobID,
@@ -192,14 +232,14 @@ func applyEvent(job *Job, ev *protocol.ProducerEvent, catalog *Catalog, now time
 		Seq:      job.Seq,
 		TS:       now.UnixMilli(),
 		Payload:  payload,
-	})
-	if err != nil {
-		return nil, err
 	}
-	if msg.Type == protocol.TypeJobProgress {
+	if env.Type == protocol.TypeJobProgress {
+		// Encoded on first send (EncodedFrame): most are coalesced away.
+		msg := &Message{Envelope: env}
 		job.LastProgress = &msg.Envelope
+		return msg, nil
 	}
-	return msg, nil
+	return NewMessage(env)
 }
 
 // ReplayAfter merges a job's logged messages with its latest progress into

@@ -3,6 +3,7 @@ package jobcast_test
 import (
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,12 +240,13 @@ func TestApplyEventsMessages(t *testing.T) {
 			t.Errorf("message %d: payload %s, want %s", i, m.Payload, wantPayloads[i])
 		}
 		// The frame is the encoded envelope, shared by every connection.
+		frame := m.EncodedFrame()
 		var env protocol.Envelope
-		if err := json.Unmarshal(m.Frame, &env); err != nil {
-			t.Fatalf("message %d: frame %s: %v", i, m.Frame, err)
+		if err := json.Unmarshal(frame, &env); err != nil {
+			t.Fatalf("message %d: frame %s: %v", i, frame, err)
 		}
 		if env.Seq != m.Seq || env.Type != m.Type || string(env.Payload) != string(m.Payload) {
-			t.Errorf("message %d: frame %s does not match envelope %+v", i, m.Frame, m.Envelope)
+			t.Errorf("message %d: frame %s does not match envelope %+v", i, frame, m.Envelope)
 		}
 	}
 	if job.Seq != 44 {
@@ -364,6 +366,55 @@ func TestNewMessage(t *testing.T) {
 	}
 	if _, err := jobcast.NewMessage(protocol.Envelope{Type: "x", Payload: json.RawMessage(`{`)}); err == nil {
 		t.Fatal("NewMessage with an invalid payload succeeded")
+	}
+}
+
+// TestEncodedFrame: ApplyEvents leaves progress frames to be encoded on
+// first send, once, by whichever of the job's connections sends first; the
+// frame is what NewMessage would have encoded.
+func TestEncodedFrame(t *testing.T) {
+	t.Parallel()
+	job := newJob()
+	events, err := protocol.ParseProducerEvents([]byte(`[{"type":"progress","payload":{"processedCount":3, "eta":"<1s"}},{"type":"error","payload":{"code":"E_X"}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := jobcast.ApplyEvents(job, events, jobcast.NewCatalog(nil), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress, logged := msgs[0], msgs[1]
+	if progress.Frame != nil {
+		t.Errorf("progress frame encoded before it was sent: %s", progress.Frame)
+	}
+	if logged.Frame == nil {
+		t.Error("error message without its frame: the message log stores it")
+	}
+	want, err := jobcast.NewMessage(progress.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const watchers = 8
+	frames := make([][]byte, watchers)
+	var wg sync.WaitGroup
+	for i := range watchers {
+		wg.Go(func() { frames[i] = progress.EncodedFrame() })
+	}
+	wg.Wait()
+	for i, f := range frames {
+		if string(f) != string(want.Frame) {
+			t.Fatalf("watcher %d: frame %s, want %s", i, f, want.Frame)
+		}
+		if &f[0] != &frames[0][0] {
+			t.Fatalf("watcher %d got its own encoding, not the shared one", i)
+		}
+	}
+	if got := logged.EncodedFrame(); &got[0] != &logged.Frame[0] {
+		t.Error("EncodedFrame re-encoded a message that has its frame")
+	}
+	revoked := &jobcast.Message{Envelope: protocol.Envelope{Type: jobcast.MessageRevoked, JobID: "j"}}
+	if f := revoked.EncodedFrame(); f != nil {
+		t.Errorf("internal message got a frame: %s", f)
 	}
 }
 

@@ -423,7 +423,7 @@ func (c *conn) handleLocked(m *jobcast.Message, now time.Time) {
 		}
 		if send {
 			c.progressSent++
-			c.enqueueLocked(m.Frame)
+			c.enqueueLocked(m.EncodedFrame())
 		}
 		if arm {
 			c.thrTimer = c.h.opt.Clock.AfterFunc(delay, c.onThrottleTimer)
@@ -432,9 +432,9 @@ func (c *conn) handleLocked(m *jobcast.Message, now time.Time) {
 	}
 	if p := c.thr.flush(now); p != nil {
 		c.progressSent++
-		c.enqueueLocked(p.Frame)
+		c.enqueueLocked(p.EncodedFrame())
 	}
-	c.enqueueLocked(m.Frame)
+	c.enqueueLocked(m.EncodedFrame())
 	if protocol.IsTerminal(m.Type) {
 		c.closeLocked(protocol.CloseJobFinished, "job finished")
 	}
@@ -449,7 +449,7 @@ func (c *conn) onThrottleTimer() {
 	m, again := c.thr.fire(c.now())
 	if m != nil {
 		c.progressSent++
-		c.enqueueLocked(m.Frame)
+		c.enqueueLocked(m.EncodedFrame())
 	}
 	if again > 0 {
 		c.thrTimer = c.h.opt.Clock.AfterFunc(again, c.onThrottleTimer)

@@ -281,7 +281,13 @@ func writeSize(w *spooledWrite) int64 {
 		n += len(j.LastProgress.Payload)
 	}
 	for _, m := range w.msgs {
-		n += 128 + len(m.Frame) + len(m.Payload)
+		frame := len(m.Frame)
+		if frame == 0 {
+			// A progress message is encoded when first sent; its frame
+			// is the payload in an envelope of about 100 bytes.
+			frame = 100 + len(m.Payload)
+		}
+		n += 128 + frame + len(m.Payload)
 	}
 	return int64(n)
 }

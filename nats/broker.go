@@ -158,8 +158,11 @@ func (b *Broker) subject(jobID string) string { return b.prefix + ".msg." + toke
 func (b *Broker) Publish(_ context.Context, jobID string, msgs []*jobcast.Message) error {
 	subj := b.subject(jobID)
 	for _, m := range msgs {
-		nm := &natsgo.Msg{Subject: subj, Data: m.Frame}
-		if m.Frame == nil {
+		// A progress message is encoded here, once, as the frame every
+		// node's connections send.
+		frame := m.EncodedFrame()
+		nm := &natsgo.Msg{Subject: subj, Data: frame}
+		if frame == nil {
 			data, err := json.Marshal(&m.Envelope)
 			if err != nil {
 				return fmt.Errorf("encode %s message: %w", m.Type, err)

@@ -37,6 +37,30 @@ var errorCodeRE = regexp.MustCompile(`^E_[A-Z0-9_]{1,61}$`)
 type ProducerEvent struct {
 	Type    string          `json:"type"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+
+	// countsOf is &Payload[0] when processed, total and hasTotal hold what
+	// ParseProducerEvents read from Payload (see Counts); a payload replaced
+	// since then no longer matches it.
+	countsOf         *byte
+	processed, total int64
+	hasTotal         bool
+}
+
+// Counts returns the processedCount and totalCount (hasTotal: present and
+// not null) of a started or progress event as ParseProducerEvents read
+// them, so that applying the event needs no second decoding of its payload.
+// ok is false when they were not recorded, for an event built in Go or one
+// the parser's general path read: the caller decodes Payload then.
+func (e *ProducerEvent) Counts() (processed, total int64, hasTotal, ok bool) {
+	if e.countsOf == nil || len(e.Payload) == 0 || &e.Payload[0] != e.countsOf {
+		return 0, 0, false, false
+	}
+	return e.processed, e.total, e.hasTotal, true
+}
+
+func (e *ProducerEvent) setCounts(processed, total int64, hasTotal bool) {
+	e.countsOf = &e.Payload[0]
+	e.processed, e.total, e.hasTotal = processed, total, hasTotal
 }
 
 // MessageType is the client-facing message type of a producer event.
@@ -73,6 +97,15 @@ func ParseProducerEvents(body []byte) ([]ProducerEvent, error) {
 	if len(body) == 0 {
 		return nil, invalid("empty body: send an event object or an array of them")
 	}
+	if events, ok := parseFast(body); ok {
+		return events, nil
+	}
+	return parseGeneral(body)
+}
+
+// parseGeneral is ParseProducerEvents for any input, the one that writes
+// every error; parseFast only takes shapes it is sure of.
+func parseGeneral(body []byte) ([]ProducerEvent, error) {
 	if err := CheckJSONDepth(body, MaxJSONDepth); err != nil {
 		return nil, err
 	}

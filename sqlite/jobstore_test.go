@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,64 @@ func TestOpenFailsOnNonDatabase(t *testing.T) {
 	}
 	if errors.Is(err, jobcast.ErrJobNotFound) {
 		t.Fatalf("unexpected error %v", err)
+	}
+}
+
+// TestUpdateProgressOnly covers updates that log nothing (progress only),
+// which run without an explicit transaction: they commit the record, and a
+// stale revision or a missing job fails as a logging update does and leaves
+// the job's revision as it was.
+func TestUpdateProgressOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2025, 11, 26, 5, 0, 0, 0, time.UTC)
+	s := open(t, filepath.Join(t.TempDir(), "jobcast.db"))
+	defer s.Close()
+	newJob := func(id string) *jobcast.Job {
+		return &jobcast.Job{JobState: protocol.JobState{JobID: id, Pipeline: "p", Status: protocol.StatusPending, CreatedAt: now, UpdatedAt: now}}
+	}
+	progress := func(t *testing.T, job *jobcast.Job, n int) []*jobcast.Message {
+		t.Helper()
+		events, err := protocol.ParseProducerEvents([]byte(`[{"type":"progress","payload":{"processedCount":` + strconv.Itoa(n) + `}}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := jobcast.ApplyEvents(job, events, jobcast.NewCatalog(nil), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	if err := s.CreateJob(ctx, newJob("j")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.GetJob(ctx, "j")
+	prev := a.Rev
+	if err := s.UpdateJob(ctx, a, prev, progress(t, a, 5)); err != nil {
+		t.Fatalf("UpdateJob: %v", err)
+	}
+	got, err := s.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rev != prev+1 || got.ProcessedCount != 5 || got.LastProgress == nil || got.LastProgress.Seq != 1 {
+		t.Fatalf("after a progress update: rev %d, processed %d, last progress %+v", got.Rev, got.ProcessedCount, got.LastProgress)
+	}
+	if err := s.UpdateJob(ctx, b, prev, progress(t, b, 7)); !errors.Is(err, jobcast.ErrConflict) {
+		t.Fatalf("progress update with a stale rev = %v, want ErrConflict", err)
+	}
+	if b.Rev != prev {
+		t.Fatalf("a failed update left rev %d, want %d", b.Rev, prev)
+	}
+	ghost := newJob("ghost")
+	if err := s.UpdateJob(ctx, ghost, 1, progress(t, ghost, 1)); !errors.Is(err, jobcast.ErrJobNotFound) {
+		t.Fatalf("progress update of a missing job = %v, want ErrJobNotFound", err)
+	}
+	if logged, err := s.Messages(ctx, "j", 0); err != nil || len(logged) != 0 {
+		t.Fatalf("progress was logged: %v, %v", logged, err)
 	}
 }
