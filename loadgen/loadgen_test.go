@@ -102,6 +102,9 @@ func TestRunDeliversEverything(t *testing.T) {
 			if rep.Published == 0 || rep.PublishErrors != 0 {
 				t.Fatalf("published %d, %d errors", rep.Published, rep.PublishErrors)
 			}
+			if rep.RequestP50Ms <= 0 || rep.RequestP99Ms < rep.RequestP50Ms {
+				t.Fatalf("producer requests: p50 %v p99 %v", rep.RequestP50Ms, rep.RequestP99Ms)
+			}
 			if rep.LatencySamples == 0 || rep.LatencyP50Ms <= 0 || rep.LatencyP99Ms < rep.LatencyP50Ms {
 				t.Fatalf("latency: %d samples, p50 %v p99 %v", rep.LatencySamples, rep.LatencyP50Ms, rep.LatencyP99Ms)
 			}

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,14 +49,17 @@ func TestProducePacesJobs(t *testing.T) {
 	cfg := Config{Rate: 10, BatchInterval: interval, Producers: 2, Log: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithTimeout(context.Background(), interval+interval/2)
 	defer cancel()
-	var published, requests, errs atomic.Int64
+	var st producerStats
 	mu.Lock()
 	start = time.Now()
 	mu.Unlock()
-	produce(ctx, client.NewProducer(srv.URL, "key"), jobs, cfg, &published, &requests, &errs)
+	produce(ctx, client.NewProducer(srv.URL, "key"), jobs, cfg, &st)
 
-	if errs.Load() != 0 {
-		t.Fatalf("%d failed requests", errs.Load())
+	if st.errs.Load() != 0 {
+		t.Fatalf("%d failed requests", st.errs.Load())
+	}
+	if n := st.requests.Load(); n < nJobs || st.rtt.Count() != uint64(n) {
+		t.Errorf("%d requests, %d request latencies; want ≥ %d, one each", n, st.rtt.Count(), nJobs)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -31,7 +31,11 @@ type Report struct {
 	PublishErrors int64   `json:"publishErrors"`
 	// PublishRequests is the batch requests that carried them: when the
 	// producers cannot keep up, batches grow and per-job delivery thins.
-	PublishRequests int64   `json:"publishRequests"`
+	PublishRequests int64 `json:"publishRequests"`
+	// RequestP50Ms and RequestP99Ms are the producers' request latency,
+	// from stamping the events to the server's answer.
+	RequestP50Ms    float64 `json:"requestP50Ms,omitempty"`
+	RequestP99Ms    float64 `json:"requestP99Ms,omitempty"`
 	Delivered       int64   `json:"framesDelivered"` // job_progress frames the clients got
 	DeliveredPerSec float64 `json:"framesDeliveredPerSec"`
 	ChurnConns      int64   `json:"churnConnections"` // new connections during the window (churn)
@@ -188,6 +192,10 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, ", %d new connections (%.0f/s)", r.ChurnConns, r.ChurnPerSec)
 	}
 	fmt.Fprintln(w)
+	if r.PublishRequests > 0 {
+		fmt.Fprintf(w, "  producers    %.1f events per request; request p50 %.2f ms, p99 %.2f ms (stamp to answer)\n",
+			float64(r.Published)/float64(r.PublishRequests), r.RequestP50Ms, r.RequestP99Ms)
+	}
 	if r.LatencySamples > 0 {
 		fmt.Fprintf(w, "  latency      p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms (%d frames, publish→deliver)\n",
 			r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs, r.LatencySamples)

@@ -152,10 +152,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: after connecting: %w", err)
 	}
-	var published, pubErrs, requests atomic.Int64
+	var pub producerStats
 	mctx, cancelMeasure := context.WithTimeout(ctx, cfg.Duration)
 	if cfg.Rate > 0 {
-		produce(mctx, prod, jobs, cfg, &published, &requests, &pubErrs)
+		produce(mctx, prod, jobs, cfg, &pub)
 	}
 	<-mctx.Done()
 	cancelMeasure()
@@ -186,8 +186,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	final.SetupSeconds = conn.SetupSeconds
 	final.Attempted, final.Established, final.Failed = conn.Attempted, conn.Established, conn.Failed
-	rep := buildReport(cfg, procs, len(jobs), conn, final, s0, s1, s2, published.Load(), pubErrs.Load())
-	rep.PublishRequests = requests.Load()
+	rep := buildReport(cfg, procs, len(jobs), conn, final, s0, s1, s2, pub.published.Load(), pub.errs.Load())
+	rep.PublishRequests = pub.requests.Load()
+	if pub.rtt.Count() > 0 {
+		rep.RequestP50Ms, rep.RequestP99Ms = ms(pub.rtt.Quantile(0.50)), ms(pub.rtt.Quantile(0.99))
+	}
 	rep.Server.PID = pid
 	if sideErr != nil {
 		return rep, fmt.Errorf("loadgen: %w", sideErr)
@@ -282,6 +285,14 @@ func createJobs(ctx context.Context, prod *client.Producer, n, conc int, seed ui
 	return out, ctx.Err()
 }
 
+// producerStats counts what the producers sent and how long each request
+// took, from stamping its events to the server's answer: the first part of
+// publish→deliver, so a tail there is the producers' or the HTTP path's.
+type producerStats struct {
+	published, requests, errs atomic.Int64
+	rtt                       Histogram
+}
+
 // produce sends each job's progress events at cfg.Rate, batched every
 // BatchInterval, until ctx ends. Each job has its own phase within the
 // interval and its batch goes out at that moment, so the server sees a
@@ -289,7 +300,7 @@ func createJobs(ctx context.Context, prod *client.Producer, n, conc int, seed ui
 // back to back at the top of each interval (which measured the queue of that
 // burst: p50 10 ms at 1,000 requests/s with the server 34 % busy). A
 // producer that falls behind its schedule sends at once, with more events.
-func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Config, published, requests, errs *atomic.Int64) {
+func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Config, st *producerStats) {
 	start := time.Now()
 	period := time.Duration(float64(time.Second) / cfg.Rate)
 	var wg sync.WaitGroup
@@ -334,12 +345,13 @@ func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Conf
 					_, err := prod.SendEvents(rctx, jobs[i].JobID, evs)
 					cancel()
 					if err != nil {
-						errs.Add(1)
+						st.errs.Add(1)
 						cfg.Log.Warn("send progress", "job", jobs[i].JobID, "err", err)
 						continue
 					}
-					published.Add(n)
-					requests.Add(1)
+					st.rtt.Add(time.Duration(time.Now().UnixNano() - now))
+					st.published.Add(n)
+					st.requests.Add(1)
 				}
 			}
 		})
