@@ -474,7 +474,7 @@ func (c *conn) pushLocked(f outFrame) {
 	if !c.writing && !c.closed && c.nc != nil {
 		c.writing = true
 		c.h.wg.Add(1)
-		go c.writeLoop()
+		go c.writeLoop(nil)
 	}
 }
 
@@ -509,17 +509,23 @@ func (c *conn) slowConsumerLocked() {
 	}
 }
 
-// attach gives a connection that joined its job before the upgrade its
-// socket, and starts a writer for what was queued meanwhile (a revocation).
+// attach gives the connection its socket, right after the upgrade, with
+// the handshake's own goroutine as its writer until writeFirst: what start
+// queues meanwhile (ready, the replay; a revocation that came before the
+// upgrade) then goes out with the handshake response in one write(2).
+// Writing the 101 and ready apart was two writes, each waking the client.
 func (c *conn) attach(nc net.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nc = nc
-	if len(c.queue) > 0 && !c.writing && !c.closed {
-		c.writing = true
-		c.h.wg.Add(1)
-		go c.writeLoop()
-	}
+	c.writing = true
+}
+
+// writeFirst writes the handshake response and the frames queued since
+// attach, and goes on as the connection's writer until the queue is empty.
+func (c *conn) writeFirst(resp []byte) {
+	c.h.wg.Add(1)
+	c.writeLoop(resp)
 }
 
 // closeNow writes a close frame directly, before the connection is shared.
@@ -540,12 +546,14 @@ func (c *conn) stopTimersLocked() {
 // idle connection has no writer goroutine. Each round writes everything
 // queued since the last one in as few write(2) calls as it can, which is
 // where a fan-out spends most of its CPU.
-func (c *conn) writeLoop() {
+//
+// prefix, if any, is written ahead of the first frames (writeFirst).
+func (c *conn) writeLoop(prefix []byte) {
 	defer c.h.wg.Done()
 	var spare []outFrame
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 || c.closed {
+		if (len(c.queue) == 0 && prefix == nil) || c.closed {
 			c.writing = false
 			c.queue = nil
 			c.mu.Unlock()
@@ -557,7 +565,9 @@ func (c *conn) writeLoop() {
 		// new one every round.
 		c.queue = spare
 		c.mu.Unlock()
-		if err := c.writeBatch(batch); err != nil {
+		err := c.writeBatch(batch, prefix)
+		prefix = nil
+		if err != nil {
 			c.abort()
 			c.mu.Lock()
 			c.closing = true
@@ -589,9 +599,9 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // byte header and the payload. Close frames go through gorilla, in order.
 // Concurrent writes by gorilla (a close or pong it answers while reading)
 // cannot split a frame: net.Conn serializes whole Write calls.
-func (c *conn) writeBatch(batch []outFrame) error {
+func (c *conn) writeBatch(batch []outFrame, prefix []byte) error {
 	bp := writeBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	buf := append((*bp)[:0], prefix...)
 	defer func() {
 		if cap(buf) <= maxPooledBytes {
 			*bp = buf[:0]
@@ -623,6 +633,11 @@ func (c *conn) writeBatch(batch []outFrame) error {
 	}
 	for _, f := range batch {
 		if f.close {
+			// Behind other frames the close frame goes in their write;
+			// alone, it is written as control frames are.
+			if len(buf) > 0 && !c.closeSent.Swap(true) {
+				buf = appendFrame(buf, websocket.CloseMessage, f.data)
+			}
 			if err := flush(); err != nil {
 				return err
 			}
@@ -655,6 +670,13 @@ func appendTextFrame(b, payload []byte) []byte {
 		b = append(b, finText, 127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
+	return append(b, payload...)
+}
+
+// appendFrame appends an unmasked final frame of a payload shorter than 126
+// bytes: a control frame (RFC 6455 5.5).
+func appendFrame(b []byte, op int, payload []byte) []byte {
+	b = append(b, 0x80|byte(op), byte(len(payload)))
 	return append(b, payload...)
 }
 

@@ -23,3 +23,29 @@ func TestQueryGet(t *testing.T) {
 		}
 	}
 }
+
+func TestValidChallengeKey(t *testing.T) {
+	t.Parallel()
+	for key, want := range map[string]bool{
+		"dGhlIHNhbXBsZSBub25jZQ==": true,
+		"":                         false,
+		"dGhlIHNhbXBsZSBub25jZQ":   false, // no padding
+		"dGhlIHNhbXBsZSBub25jZQ=!": false,
+		"AAAAAAAAAAAAAAAAAAAAAA==": true,
+		"AAAAAAAAAAAAAAAAAAAAAAAA": false, // 18 bytes
+	} {
+		if got := validChallengeKey(key); got != want {
+			t.Errorf("validChallengeKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func BenchmarkHandshakeResponse(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if !validChallengeKey("dGhlIHNhbXBsZSBub25jZQ==") {
+			b.Fatal("invalid key")
+		}
+		_ = handshakeResponse("dGhlIHNhbXBsZSBub25jZQ==", true)
+	}
+}

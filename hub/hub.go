@@ -46,9 +46,8 @@ type Options struct {
 
 // Hub accepts client connections and fans job messages out to them.
 type Hub struct {
-	opt      Options
-	cfg      jobcast.Config
-	upgrader websocket.Upgrader
+	opt Options
+	cfg jobcast.Config
 
 	trust *httputil.ProxyTrust
 	// goroutineReaders is Options.GoroutineReaders, switchable by tests.
@@ -104,28 +103,6 @@ func New(opt Options) *Hub {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
 	h.goroutineReaders.Store(opt.GoroutineReaders)
-	h.upgrader = websocket.Upgrader{
-		// Unused after the upgrade (the hub reads and writes frames
-		// itself and drops gorilla's Conn), but allocated by it: the
-		// smallest sizes gorilla accepts. A zero ReadBufferSize would make
-		// it keep net/http's 4 KiB reader instead.
-		ReadBufferSize:    1,
-		WriteBufferSize:   1,
-		WriteBufferPool:   &sync.Pool{},
-		Subprotocols:      []string{protocol.Subprotocol},
-		HandshakeTimeout:  10 * time.Second,
-		CheckOrigin:       h.checkOrigin,
-		EnableCompression: false,
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			why := jobcast.ReasonBadRequest
-			if status == http.StatusForbidden {
-				why = jobcast.ReasonOriginRejected
-			}
-			_, jobID, _, _, cc, _ := parseHandshake(r)
-			h.recordConnectFailed(jobID, "", cc, protocol.ErrBadRequest, why)
-			httputil.WriteError(w, status, jobcast.Errorf(protocol.ErrBadRequest, "websocket handshake: %s", reason.Error()))
-		},
-	}
 	return h
 }
 
@@ -390,25 +367,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"), jobID, "", cc)
 		return
 	}
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	nc, resp, err := h.upgrade(w, r)
 	if err != nil {
 		abandon()
 		h.ipConns.Release(ip)
-		return // the upgrader wrote the error response
+		return // upgrade wrote the error response
 	}
-	// Only the socket is kept: gorilla's Conn and its read buffer would
-	// be a sixth of an idle connection's memory, and the hub frames both
-	// directions itself.
-	nc := ws.NetConn()
 	if c == nil {
-		c = h.newConn(nc, jobID, ip, cc, now)
-	} else {
-		c.attach(nc)
+		c = h.newConn(nil, jobID, ip, cc, now)
 	}
+	c.attach(nc)
 	if !h.track(c) {
 		abandon()
 		h.ipConns.Release(ip)
-		c.closeNow(protocol.CloseGoingAway, "server shutting down")
+		_ = nc.SetWriteDeadline(time.Now().Add(controlWriteWait))
+		if _, err := nc.Write(resp); err == nil {
+			c.closeNow(protocol.CloseGoingAway, "server shutting down")
+		}
 		nc.Close()
 		return
 	}
@@ -432,6 +407,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and the handler's grown stack would otherwise stay alive as long as
 	// the WebSocket, about two thirds of an idle connection's memory.
 	c.discard = !started
+	c.writeFirst(resp)
 	h.startReading(c)
 }
 
