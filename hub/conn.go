@@ -159,6 +159,13 @@ func (c *conn) envelope(typ string, payload any) []byte {
 // and every new connection sends one.
 func (c *conn) wrap(typ string, ts int64, raw []byte) []byte {
 	b := make([]byte, 0, 48+len(typ)+len(c.jobID)+len(c.pipeline)+len(raw))
+	b = c.appendEnvelopeHead(b, typ, ts)
+	b = append(b, raw...)
+	return append(b, '}')
+}
+
+// appendEnvelopeHead appends the envelope up to its payload.
+func (c *conn) appendEnvelopeHead(b []byte, typ string, ts int64) []byte {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, protocol.Version, 10)
 	b = appendJSONField(b, "type", typ)
@@ -166,9 +173,7 @@ func (c *conn) wrap(typ string, ts int64, raw []byte) []byte {
 	b = appendJSONField(b, "pipeline", c.pipeline)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
-	b = append(b, `,"payload":`...)
-	b = append(b, raw...)
-	return append(b, '}')
+	return append(b, `,"payload":`...)
 }
 
 // pingFrame is envelope(TypePing, &protocol.Ping{ServerTime: st}) at ts,
@@ -333,7 +338,7 @@ func (c *conn) startJoined(ctx context.Context, lastSeq *int64, job *jobcast.Job
 	e := c.eventLocked(ev)
 	e.Reason = c.cc.LastDisconnect
 	c.h.opt.Recorder.Record(e)
-	c.enqueueLocked(c.envelope(protocol.TypeReady, &protocol.Ready{
+	c.enqueueLocked(c.readyFrame(&protocol.Ready{
 		ConnectionID:        c.id(),
 		HeartbeatIntervalMs: c.heartbeat.Milliseconds(),
 		PongTimeoutMs:       c.h.cfg.PongTimeout.Milliseconds(),
