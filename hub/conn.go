@@ -640,7 +640,7 @@ func (c *conn) writeBatch(batch []outFrame, prefix []byte) error {
 		if f.close {
 			// Behind other frames the close frame goes in their write;
 			// alone, it is written as control frames are.
-			if len(buf) > 0 && !c.closeSent.Swap(true) {
+			if len(buf) > 0 && len(f.data) <= 125 && !c.closeSent.Swap(true) {
 				buf = appendFrame(buf, websocket.CloseMessage, f.data)
 			}
 			if err := flush(); err != nil {
