@@ -40,8 +40,8 @@ type outFrame struct {
 // conn is one client connection. After the upgrade it is read by the
 // poller (a goroutine only while a frame is being handled; see doc.go) or,
 // where there is no poller, by a goroutine of its own; a writer goroutine
-// runs only while frames are queued. gorilla's Conn is dropped after the
-// upgrade: the hub frames what it writes and parses what it reads itself.
+// runs only while frames are queued. The hub answers the handshake, frames
+// what it writes and parses what it reads itself.
 type conn struct {
 	h           *Hub
 	nc          net.Conn
@@ -601,8 +601,8 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // writeBatch writes data frames straight to the socket, several per
 // write(2), framed here: gorilla's WriteMessage flushes each message on
 // its own. A server's frames are unmasked, so a text frame is a 2 to 10
-// byte header and the payload. Close frames go through gorilla, in order.
-// Concurrent writes by gorilla (a close or pong it answers while reading)
+// byte header and the payload. A close frame goes in the write of the frames
+// before it. Control frames the reader answers meanwhile (a close, a pong)
 // cannot split a frame: net.Conn serializes whole Write calls.
 func (c *conn) writeBatch(batch []outFrame, prefix []byte) error {
 	bp := writeBufs.Get().(*[]byte)
