@@ -21,15 +21,18 @@ func (c *conn) writeCloseReply(data []byte) {
 	if c.closeSent.Swap(true) {
 		return
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		c.writeFrame(websocket.CloseMessage, data)
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		c.writeFrame(websocket.CloseMessage, data)
-		return
+	rc := c.raw // the poller's, when it reads the connection
+	if rc == nil {
+		sc, ok := c.nc.(syscall.Conn)
+		if !ok {
+			c.writeFrame(websocket.CloseMessage, data)
+			return
+		}
+		var err error
+		if rc, err = sc.SyscallConn(); err != nil {
+			c.writeFrame(websocket.CloseMessage, data)
+			return
+		}
 	}
 	b := appendFrame(make([]byte, 0, 2+len(data)), websocket.CloseMessage, data)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(controlWriteWait))

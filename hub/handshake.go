@@ -78,7 +78,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, []byte,
 // handshakeResponse is the server's 101 (RFC 6455 4.2.2), selecting
 // jobcast.v2 when the client offered it.
 func handshakeResponse(key string, subprotocol bool) []byte {
-	b := make([]byte, 0, 160)
+	b := make([]byte, 0, 192)
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = appendAcceptKey(b, key)
 	b = append(b, "\r\n"...)
