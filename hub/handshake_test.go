@@ -12,7 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/jobcast/jobcast"
+	"github.com/jobcast/jobcast/internal/jobcasttest"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -227,5 +230,37 @@ func TestHandshakeEarlyData(t *testing.T) {
 	b, err := io.ReadAll(nc)
 	if len(b) > 0 || (err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset")) {
 		t.Fatalf("got %q, %v; want the connection closed without a response", b, err)
+	}
+}
+
+// BenchmarkConnectClose is one churn connection end to end over loopback:
+// the handshake with its token, ready, and the client's close answered.
+// Client and server share the process, so ns/op and allocs/op count both.
+func BenchmarkConnectClose(b *testing.B) {
+	srv := jobcasttest.Start(b, jobcasttest.Options{Config: jobcast.Config{
+		MaxConnsPerIP: 1 << 20, MaxConnsPerJob: 1 << 20, NewConnsPerSecPerIP: 1 << 20,
+	}})
+	tk := srv.CreateJob(b)
+	u := srv.WSURL + "?jobId=" + url.QueryEscape(tk.JobID)
+	h := bearer(tk.Token)
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+	closeMsg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _, err := d.Dial(u, h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = c.SetReadDeadline(deadline())
+		if _, data, err := c.ReadMessage(); err != nil || !strings.Contains(string(data), `"type":"ready"`) {
+			b.Fatalf("first frame %s, %v", data, err)
+		}
+		if err := c.WriteControl(websocket.CloseMessage, closeMsg, deadline()); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			b.Fatalf("after close: %v", err)
+		}
+		c.Close()
 	}
 }
