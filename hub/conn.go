@@ -40,8 +40,8 @@ type outFrame struct {
 // conn is one client connection. After the upgrade it is read by the
 // poller (a goroutine only while a frame is being handled; see doc.go) or,
 // where there is no poller, by a goroutine of its own; a writer goroutine
-// runs only while frames are queued. gorilla's Conn is dropped after the
-// upgrade: the hub frames what it writes and parses what it reads itself.
+// runs only while frames are queued. The hub answers the handshake, frames
+// what it writes and parses what it reads itself.
 type conn struct {
 	h           *Hub
 	nc          net.Conn
@@ -159,6 +159,13 @@ func (c *conn) envelope(typ string, payload any) []byte {
 // and every new connection sends one.
 func (c *conn) wrap(typ string, ts int64, raw []byte) []byte {
 	b := make([]byte, 0, 48+len(typ)+len(c.jobID)+len(c.pipeline)+len(raw))
+	b = c.appendEnvelopeHead(b, typ, ts)
+	b = append(b, raw...)
+	return append(b, '}')
+}
+
+// appendEnvelopeHead appends the envelope up to its payload.
+func (c *conn) appendEnvelopeHead(b []byte, typ string, ts int64) []byte {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, protocol.Version, 10)
 	b = appendJSONField(b, "type", typ)
@@ -166,9 +173,7 @@ func (c *conn) wrap(typ string, ts int64, raw []byte) []byte {
 	b = appendJSONField(b, "pipeline", c.pipeline)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
-	b = append(b, `,"payload":`...)
-	b = append(b, raw...)
-	return append(b, '}')
+	return append(b, `,"payload":`...)
 }
 
 // pingFrame is envelope(TypePing, &protocol.Ping{ServerTime: st}) at ts,
@@ -333,7 +338,7 @@ func (c *conn) startJoined(ctx context.Context, lastSeq *int64, job *jobcast.Job
 	e := c.eventLocked(ev)
 	e.Reason = c.cc.LastDisconnect
 	c.h.opt.Recorder.Record(e)
-	c.enqueueLocked(c.envelope(protocol.TypeReady, &protocol.Ready{
+	c.enqueueLocked(c.readyFrame(&protocol.Ready{
 		ConnectionID:        c.id(),
 		HeartbeatIntervalMs: c.heartbeat.Milliseconds(),
 		PongTimeoutMs:       c.h.cfg.PongTimeout.Milliseconds(),
@@ -474,7 +479,7 @@ func (c *conn) pushLocked(f outFrame) {
 	if !c.writing && !c.closed && c.nc != nil {
 		c.writing = true
 		c.h.wg.Add(1)
-		go c.writeLoop()
+		go c.writeLoop(nil)
 	}
 }
 
@@ -509,17 +514,23 @@ func (c *conn) slowConsumerLocked() {
 	}
 }
 
-// attach gives a connection that joined its job before the upgrade its
-// socket, and starts a writer for what was queued meanwhile (a revocation).
+// attach gives the connection its socket, right after the upgrade, with
+// the handshake's own goroutine as its writer until writeFirst: what start
+// queues meanwhile (ready, the replay; a revocation that came before the
+// upgrade) then goes out with the handshake response in one write(2).
+// Writing the 101 and ready apart was two writes, each waking the client.
 func (c *conn) attach(nc net.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nc = nc
-	if len(c.queue) > 0 && !c.writing && !c.closed {
-		c.writing = true
-		c.h.wg.Add(1)
-		go c.writeLoop()
-	}
+	c.writing = true
+}
+
+// writeFirst writes the handshake response and the frames queued since
+// attach, and goes on as the connection's writer until the queue is empty.
+func (c *conn) writeFirst(resp []byte) {
+	c.h.wg.Add(1)
+	c.writeLoop(resp)
 }
 
 // closeNow writes a close frame directly, before the connection is shared.
@@ -540,12 +551,14 @@ func (c *conn) stopTimersLocked() {
 // idle connection has no writer goroutine. Each round writes everything
 // queued since the last one in as few write(2) calls as it can, which is
 // where a fan-out spends most of its CPU.
-func (c *conn) writeLoop() {
+//
+// prefix, if any, is written ahead of the first frames (writeFirst).
+func (c *conn) writeLoop(prefix []byte) {
 	defer c.h.wg.Done()
 	var spare []outFrame
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 || c.closed {
+		if (len(c.queue) == 0 && prefix == nil) || c.closed {
 			c.writing = false
 			c.queue = nil
 			c.mu.Unlock()
@@ -557,7 +570,9 @@ func (c *conn) writeLoop() {
 		// new one every round.
 		c.queue = spare
 		c.mu.Unlock()
-		if err := c.writeBatch(batch); err != nil {
+		err := c.writeBatch(batch, prefix)
+		prefix = nil
+		if err != nil {
 			c.abort()
 			c.mu.Lock()
 			c.closing = true
@@ -586,12 +601,12 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // writeBatch writes data frames straight to the socket, several per
 // write(2), framed here: gorilla's WriteMessage flushes each message on
 // its own. A server's frames are unmasked, so a text frame is a 2 to 10
-// byte header and the payload. Close frames go through gorilla, in order.
-// Concurrent writes by gorilla (a close or pong it answers while reading)
+// byte header and the payload. A close frame goes in the write of the frames
+// before it. Control frames the reader answers meanwhile (a close, a pong)
 // cannot split a frame: net.Conn serializes whole Write calls.
-func (c *conn) writeBatch(batch []outFrame) error {
+func (c *conn) writeBatch(batch []outFrame, prefix []byte) error {
 	bp := writeBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	buf := append((*bp)[:0], prefix...)
 	defer func() {
 		if cap(buf) <= maxPooledBytes {
 			*bp = buf[:0]
@@ -623,6 +638,11 @@ func (c *conn) writeBatch(batch []outFrame) error {
 	}
 	for _, f := range batch {
 		if f.close {
+			// Behind other frames the close frame goes in their write;
+			// alone, it is written as control frames are.
+			if len(buf) > 0 && len(f.data) <= 125 && !c.closeSent.Swap(true) {
+				buf = appendFrame(buf, websocket.CloseMessage, f.data)
+			}
 			if err := flush(); err != nil {
 				return err
 			}
@@ -655,6 +675,13 @@ func appendTextFrame(b, payload []byte) []byte {
 		b = append(b, finText, 127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
+	return append(b, payload...)
+}
+
+// appendFrame appends an unmasked final frame of a payload shorter than 126
+// bytes: a control frame (RFC 6455 5.5).
+func appendFrame(b []byte, op int, payload []byte) []byte {
+	b = append(b, 0x80|byte(op), byte(len(payload)))
 	return append(b, payload...)
 }
 

@@ -34,8 +34,9 @@
 // its close codes (1002 with gorilla's reasons, 1009 over the frame limit,
 // the client's close code echoed), so that the close codes and the
 // disconnected telemetry are what they were. Writes were already framed by
-// the hub; gorilla's Conn is dropped after the upgrade, which also frees its
-// buffers.
+// the hub. The opening handshake is the hub's too (handshake.go), with
+// gorilla's Upgrader's checks and answers: the Upgrader wrote its 101 on its
+// own, and the first frames then took a second write(2).
 //
 // Ending a connection: its reader ends it when a read fails. A connection
 // waiting in the poller has no reader, so whoever closes its socket (a

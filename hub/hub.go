@@ -46,9 +46,8 @@ type Options struct {
 
 // Hub accepts client connections and fans job messages out to them.
 type Hub struct {
-	opt      Options
-	cfg      jobcast.Config
-	upgrader websocket.Upgrader
+	opt Options
+	cfg jobcast.Config
 
 	trust *httputil.ProxyTrust
 	// goroutineReaders is Options.GoroutineReaders, switchable by tests.
@@ -104,28 +103,6 @@ func New(opt Options) *Hub {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
 	h.goroutineReaders.Store(opt.GoroutineReaders)
-	h.upgrader = websocket.Upgrader{
-		// Unused after the upgrade (the hub reads and writes frames
-		// itself and drops gorilla's Conn), but allocated by it: the
-		// smallest sizes gorilla accepts. A zero ReadBufferSize would make
-		// it keep net/http's 4 KiB reader instead.
-		ReadBufferSize:    1,
-		WriteBufferSize:   1,
-		WriteBufferPool:   &sync.Pool{},
-		Subprotocols:      []string{protocol.Subprotocol},
-		HandshakeTimeout:  10 * time.Second,
-		CheckOrigin:       h.checkOrigin,
-		EnableCompression: false,
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			why := jobcast.ReasonBadRequest
-			if status == http.StatusForbidden {
-				why = jobcast.ReasonOriginRejected
-			}
-			_, jobID, _, _, cc, _ := parseHandshake(r)
-			h.recordConnectFailed(jobID, "", cc, protocol.ErrBadRequest, why)
-			httputil.WriteError(w, status, jobcast.Errorf(protocol.ErrBadRequest, "websocket handshake: %s", reason.Error()))
-		},
-	}
 	return h
 }
 
@@ -160,7 +137,37 @@ func headerOrQuery(r *http.Request, header, query string) string {
 	if v := r.Header.Get(header); v != "" {
 		return v
 	}
-	return r.URL.Query().Get(query)
+	return queryGet(r.URL.RawQuery, query)
+}
+
+// queryGet is url.ParseQuery(raw).Get(key) without building the map: a
+// handshake looks up eight names, and parsing the query for each was a
+// twentieth of the server's CPU under churn (its maps also grew the
+// handler's stack).
+func queryGet(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue // ParseQuery rejects a pair with a semicolon
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k != key {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if uk, err := url.QueryUnescape(k); err != nil || uk != key {
+				continue
+			}
+		}
+		if !strings.ContainsAny(v, "%+") {
+			return v
+		}
+		if uv, err := url.QueryUnescape(v); err == nil {
+			return uv
+		}
+	}
+	return ""
 }
 
 func clip(s string) string {
@@ -234,15 +241,14 @@ func (in *interner) intern(s string) string {
 // parseHandshake reads token, job id, resume point and client context from
 // the upgrade request.
 func parseHandshake(r *http.Request) (token, jobID string, lastSeq int64, hasLastSeq bool, cc ClientContext, err error) {
-	q := r.URL.Query()
-	jobID = q.Get("jobId")
+	jobID = queryGet(r.URL.RawQuery, "jobId")
 	if a := r.Header.Get("Authorization"); a != "" {
 		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 			token = strings.TrimSpace(a[7:])
 		}
 	}
 	if token == "" {
-		token = q.Get("token")
+		token = queryGet(r.URL.RawQuery, "token")
 	}
 	if token == "" {
 		for _, p := range websocket.Subprotocols(r) {
@@ -361,25 +367,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, 0, jobcast.Errorf(protocol.ErrRateLimited, "too many connections from this address"), jobID, "", cc)
 		return
 	}
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	nc, resp, err := h.upgrade(w, r)
 	if err != nil {
 		abandon()
 		h.ipConns.Release(ip)
-		return // the upgrader wrote the error response
+		return // upgrade wrote the error response
 	}
-	// Only the socket is kept: gorilla's Conn and its read buffer would
-	// be a sixth of an idle connection's memory, and the hub frames both
-	// directions itself.
-	nc := ws.NetConn()
 	if c == nil {
-		c = h.newConn(nc, jobID, ip, cc, now)
-	} else {
-		c.attach(nc)
+		c = h.newConn(nil, jobID, ip, cc, now)
 	}
+	c.attach(nc)
 	if !h.track(c) {
 		abandon()
 		h.ipConns.Release(ip)
-		c.closeNow(protocol.CloseGoingAway, "server shutting down")
+		_ = nc.SetWriteDeadline(time.Now().Add(controlWriteWait))
+		if _, err := nc.Write(resp); err == nil {
+			c.closeNow(protocol.CloseGoingAway, "server shutting down")
+		}
 		nc.Close()
 		return
 	}
@@ -403,6 +407,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and the handler's grown stack would otherwise stay alive as long as
 	// the WebSocket, about two thirds of an idle connection's memory.
 	c.discard = !started
+	c.writeFirst(resp)
 	h.startReading(c)
 }
 

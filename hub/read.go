@@ -174,7 +174,7 @@ func (c *conn) readFrame(b []byte, onMessage func([]byte)) (int, error) {
 			}
 		}
 		// Answer with the same code, unless our own close went first.
-		c.writeClose(websocket.FormatCloseMessage(code, ""))
+		c.writeCloseReply(websocket.FormatCloseMessage(code, ""))
 		return 0, &websocket.CloseError{Code: code, Text: text}
 	default:
 		switch {

@@ -253,7 +253,7 @@ func startNode(ctx context.Context, cfg jobcast.Config, log *slog.Logger, out io
 		},
 	})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := listen(cfg.Addr)
 	if err != nil {
 		n.closeStores(context.Background())
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
