@@ -628,6 +628,20 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // ConnCount returns the number of open client connections.
 func (h *Hub) ConnCount() int64 { return h.connCount.Load() }
 
+// LiveJobs returns the number of jobs with at least one open connection.
+// The node registry publishes it every few seconds: listing the
+// connections for it (Connections) locked and copied each one and sorted
+// them, a tenth of an idle server's CPU at 19,000 connections.
+func (h *Hub) LiveJobs() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	jobs := make(map[string]struct{}, len(h.jobs))
+	for c := range h.conns {
+		jobs[c.jobID] = struct{}{}
+	}
+	return int64(len(jobs))
+}
+
 // ConnInfo describes one live connection, for the admin API.
 type ConnInfo struct {
 	ConnectionID     string        `json:"connectionId"`
