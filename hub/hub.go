@@ -63,6 +63,10 @@ type Hub struct {
 	// node, for the job's summary event; dropped when the job ends.
 	throttled sync.Map // job id → *atomic.Int64
 
+	// beats sends every connection's pings and ends those whose pong is
+	// late, on one timer.
+	beats *heartbeats
+
 	mu      sync.Mutex
 	jobs    map[string]*jobEntry
 	conns   map[*conn]struct{}
@@ -103,6 +107,7 @@ func New(opt Options) *Hub {
 	if h.opt.Recorder == nil {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
+	h.beats = newHeartbeats(opt.Clock, cfg.HeartbeatInterval)
 	h.goroutineReaders.Store(opt.GoroutineReaders)
 	h.upgrader = websocket.Upgrader{
 		// Unused after the upgrade (the hub reads and writes frames

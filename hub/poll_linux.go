@@ -121,7 +121,10 @@ func (p *poller) add(c *conn) bool {
 	if err != nil {
 		return false
 	}
+	// Under c.mu: the heartbeat scheduler writes pings through it.
+	c.mu.Lock()
 	c.raw = raw
+	c.mu.Unlock()
 	p.mu.Lock()
 	p.conns[c.seq] = c
 	if !p.running {
@@ -336,6 +339,28 @@ func (c *conn) rawRead(b []byte) (int, error) {
 	})
 	if rerr != nil {
 		return 0, rerr
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// rawWrite writes what the socket takes now, without waiting: EAGAIN when
+// it takes nothing. Call with c.mu held (c.raw is set under it).
+func (c *conn) rawWrite(b []byte) (int, error) {
+	var n int
+	var err error
+	werr := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	if werr != nil {
+		return 0, werr
 	}
 	if n < 0 {
 		n = 0

@@ -2,6 +2,8 @@
 
 package hub
 
+import "errors"
+
 // startReading reads an upgraded connection in a goroutine of its own:
 // there is no poller outside Linux.
 func (h *Hub) startReading(c *conn) {
@@ -13,3 +15,6 @@ func (c *conn) yieldReader() {}
 
 // unpoll does nothing: no connection is polled.
 func (c *conn) unpoll() {}
+
+// rawWrite is never called: c.raw is set by the poller only.
+func (c *conn) rawWrite([]byte) (int, error) { return 0, errors.ErrUnsupported }

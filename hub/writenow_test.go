@@ -1,0 +1,97 @@
+//go:build linux
+
+package hub
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobcast/jobcast"
+)
+
+// TestWriteNowPartial: a frame the socket does not take whole is written
+// inline as far as it goes; the writer finishes it, and a frame queued
+// after it arrives after it, both whole.
+func TestWriteNowPartial(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
+	raw, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Hub{cfg: jobcast.Config{SendQueueLen: 16, WriteTimeout: 10 * time.Second}, beats: newHeartbeats(jobcast.SystemClock{}, 0)}
+	c := &conn{h: h, nc: nc, raw: raw}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than the socket takes at once
+	c.mu.Lock()
+	c.writeNowLocked(big)
+	partial := c.writing
+	c.enqueueLocked([]byte("after"))
+	c.mu.Unlock()
+	if !partial {
+		t.Error("a 1 MiB frame went out whole in one non-blocking write; the test did not reach the partial path")
+	}
+
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, want := range [][]byte{big, []byte("after")} {
+		if got := readTextFrame(t, client); !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: %d bytes, want %d (%.20q...)", i, len(got), len(want), got)
+		}
+	}
+	h.wg.Wait() // the writer ends once the queue is empty
+	if n := c.msgsSent.Load(); n != 2 {
+		t.Errorf("msgsSent = %d, want 2", n)
+	}
+}
+
+// readTextFrame reads one unmasked server text frame.
+func readTextFrame(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[0] != 0x81 {
+		t.Fatalf("frame header %#x, want a final text frame", hdr[0])
+	}
+	n := uint64(hdr[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		t.Fatal(err)
+	}
+	return payload
+}
