@@ -633,18 +633,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // ConnCount returns the number of open client connections.
 func (h *Hub) ConnCount() int64 { return h.connCount.Load() }
 
-// LiveJobs returns the number of jobs with at least one open connection.
-// The node registry publishes it every few seconds: listing the
+// LiveJobs returns the number of jobs with at least one connection that
+// joined them (one authenticated, or in its handshake after its token was
+// checked). The node registry publishes it every few seconds: listing the
 // connections for it (Connections) locked and copied each one and sorted
-// them, a tenth of an idle server's CPU at 19,000 connections.
+// them, a tenth of an idle server's CPU at 19,000 connections, and even
+// counting the tracked connections' distinct jobs was 13 ms a time.
 func (h *Hub) LiveJobs() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	jobs := make(map[string]struct{}, len(h.jobs))
-	for c := range h.conns {
-		jobs[c.jobID] = struct{}{}
-	}
-	return int64(len(jobs))
+	return int64(len(h.jobs))
 }
 
 // ConnInfo describes one live connection, for the admin API.
