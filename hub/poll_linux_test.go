@@ -95,3 +95,41 @@ func readTextFrame(t *testing.T, r io.Reader) []byte {
 	}
 	return payload
 }
+
+// TestOnlyPongs: the poller's loop reads a socket itself only when it
+// holds nothing but whole pongs of the SDKs' form.
+func TestOnlyPongs(t *testing.T) {
+	t.Parallel()
+	mask := func(b0 byte, payload string) []byte {
+		key := [4]byte{0x11, 0x22, 0x33, 0x44}
+		b := []byte{b0, 0x80 | byte(len(payload))}
+		b = append(b, key[:]...)
+		for i := range len(payload) {
+			b = append(b, payload[i]^key[i&3])
+		}
+		return b
+	}
+	const pong = `{"v":2,"type":"pong","ts":1,"payload":{"serverTime":5}}`
+	two := append(mask(0x81, pong), mask(0x81, pong)...)
+	tests := []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"one pong", mask(0x81, pong), true},
+		{"two pongs", two, true},
+		{"a pong and part of one", two[:len(two)-1], false},
+		{"a header only", mask(0x81, pong)[:6], false},
+		{"unmasked", append([]byte{0x81, byte(len(pong))}, pong...), false},
+		{"a fragment", mask(0x01, pong), false},
+		{"a binary frame", mask(0x82, pong), false},
+		{"a pong in another form", mask(0x81, `{"type":"pong","v":2,"ts":1,"payload":{"serverTime":5}}`), false},
+		{"a pong and a ping", append(mask(0x81, pong), mask(0x81, `{"v":2,"type":"ping"}`)...), false},
+		{"a WebSocket pong", mask(0x8a, pong), false},
+	}
+	for _, tt := range tests {
+		if got := onlyPongs(tt.b); got != tt.want {
+			t.Errorf("%s: onlyPongs = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
