@@ -69,6 +69,11 @@ type conn struct {
 	// closeSent is set by whoever writes the close frame: one is sent, as
 	// gorilla's Conn allowed.
 	closeSent atomic.Bool
+	// midFrame is set while a frame that writeNowLocked wrote in part
+	// waits for the writer to finish it: control frames then go through
+	// the queue, or they would split it. Changed only with the socket's
+	// write lock held (rawWrite, writeLoop's Write).
+	midFrame atomic.Bool
 	// finished is set when the connection has been torn down and forgotten.
 	finished atomic.Bool
 	// rs is the reader's state (readIdle, readBusy, readDone): who may end
@@ -596,7 +601,11 @@ func (c *conn) writeLoop() {
 		// new one every round.
 		c.queue = spare
 		c.mu.Unlock()
-		if err := c.writeBatch(batch); err != nil {
+		err := c.writeBatch(batch)
+		// The first batch after writeNowLocked wrote a frame in part
+		// begins with its rest.
+		c.midFrame.Store(false)
+		if err != nil {
 			c.abort()
 			c.mu.Lock()
 			c.closing = true

@@ -18,3 +18,6 @@ func (c *conn) unpoll() {}
 
 // rawWrite is never called: c.raw is set by the poller only.
 func (c *conn) rawWrite([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
+// rawWriteControl is never called: c.raw is set by the poller only.
+func (c *conn) rawWriteControl([]byte) bool { return true }
