@@ -456,15 +456,16 @@ func (c *conn) rawWrite(b []byte) (int, error) {
 	return n, err
 }
 
-// rawWriteControl writes a control frame whole, waiting for the socket as
-// net.Conn's Write does (the write deadline bounds it), unless a frame is
-// written in part (c.midFrame): then it writes nothing and returns false,
-// and the caller queues b after that frame's rest. The flag is read under
+// rawWriteControl writes a control frame whole to raw (c.raw, read under
+// c.mu), waiting for the socket as net.Conn's Write does (the write
+// deadline bounds it), unless a frame is written in part (c.midFrame):
+// then it writes nothing and returns false, and the caller queues b after
+// that frame's rest. The flag is read under
 // the socket's write lock, where it cannot change. Errors are left to the
 // reader and the writer.
-func (c *conn) rawWriteControl(b []byte) bool {
+func (c *conn) rawWriteControl(raw syscall.RawConn, b []byte) bool {
 	queued := false
-	_ = c.raw.Write(func(fd uintptr) bool {
+	_ = raw.Write(func(fd uintptr) bool {
 		if c.midFrame.Load() {
 			queued = true
 			return true

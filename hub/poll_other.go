@@ -2,7 +2,10 @@
 
 package hub
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // startReading reads an upgraded connection in a goroutine of its own:
 // there is no poller outside Linux.
@@ -20,4 +23,4 @@ func (c *conn) unpoll() {}
 func (c *conn) rawWrite([]byte) (int, error) { return 0, errors.ErrUnsupported }
 
 // rawWriteControl is never called: c.raw is set by the poller only.
-func (c *conn) rawWriteControl([]byte) bool { return true }
+func (c *conn) rawWriteControl(syscall.RawConn, []byte) bool { return true }

@@ -262,7 +262,7 @@ func (c *conn) writeFrame(op int, data []byte) {
 		_, _ = c.nc.Write(b) // no frame is written in part without the poller's socket
 		return
 	}
-	if c.rawWriteControl(b) {
+	if c.rawWriteControl(raw, b) {
 		return
 	}
 	c.mu.Lock()
