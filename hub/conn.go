@@ -83,7 +83,7 @@ type conn struct {
 	// Reader state, touched only by the reader of the moment.
 	raw     syscall.RawConn // set when the poller reads the connection
 	frag    *fragments      // an unfinished fragmented message, rarely set
-	partial *[]byte         // bytes kept for the next reader: an incomplete frame, or what the poller read and left to a reader; rarely set
+	partial *[]byte         // an incomplete frame kept between reads, rarely set
 
 	// Guarded by mu. Every idle connection holds these, so the small
 	// fields are grouped at the end, with no padding between them.

@@ -24,13 +24,11 @@
 // EPOLLONESHOT. One poller goroutine waits on the set, and only while it
 // holds a connection; it waits in Go's own netpoller (the set is
 // registered as a file and read with a non-waiting epoll_wait), not in a
-// blocking system call, which would keep a processor from the scheduler.
-// When a socket is readable the poller reads it itself if it holds nothing
-// but pongs (readPongs: the answers to a heartbeat pass); otherwise it
-// starts a reader goroutine for it (at most maxReaders at once), with what
-// it read, which reads what the socket holds without waiting, acts on each
-// complete frame, keeps an incomplete one for the next wake-up (an idle
-// connection keeps none) and re-arms the socket. One-shot arming means one reader per connection at a
+// blocking system call, which would keep a processor from the scheduler. When a socket is readable the poller starts a reader
+// goroutine for it (at most maxReaders at once), which reads what the
+// socket holds without waiting, acts on each complete frame, keeps an
+// incomplete one for the next wake-up (an idle connection keeps none) and
+// re-arms the socket. One-shot arming means one reader per connection at a
 // time; re-arming reports data that came meanwhile at once.
 //
 // Elsewhere, and for a socket without a file descriptor, each connection

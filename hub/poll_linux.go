@@ -181,7 +181,6 @@ func (c *conn) unpoll() {
 func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 128)
 	ready := make([]*conn, 0, len(events))
-	inline := make([]byte, inlineReadBytes)
 	for {
 		var n int
 		// epoll_wait without waiting; with nothing ready the goroutine
@@ -221,12 +220,9 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 		for i, c := range ready {
-			ready[i] = nil
-			if p.readPongs(c, inline) {
-				continue
-			}
 			p.sem <- struct{}{}
 			go p.read(c)
+			ready[i] = nil
 		}
 		ready = ready[:0]
 	}
@@ -240,74 +236,6 @@ func (p *poller) drainWake() {
 			return
 		}
 	}
-}
-
-// inlineReadBytes is how much of a woken socket the loop reads itself: a
-// few pongs.
-const inlineReadBytes = 512
-
-// readPongs reads a woken connection in the loop itself, into buf, and
-// when the socket held nothing but complete pongs in the form the SDKs
-// write them (each connection's answer to a heartbeat pass; the passes
-// make them arrive together) acts on them and re-arms the socket: a
-// reader goroutine started for each pong, with the wake-up of the loop
-// after it, was most of what reading cost an idle server. Anything else
-// (another frame, part of one, the end of the stream, an error) goes to a
-// reader as before, with the bytes read here (c.partial); false then.
-func (p *poller) readPongs(c *conn, buf []byte) bool {
-	if c.partial != nil || c.frag != nil || c.discard {
-		return false
-	}
-	n, err := c.rawRead(buf)
-	switch {
-	case errors.Is(err, syscall.EAGAIN):
-		// Nothing to read after all: wait again.
-	case err != nil || n == 0:
-		return false // the reader reads the error or the end again
-	case !onlyPongs(buf[:n]):
-		rest := slices.Clone(buf[:n])
-		c.partial = &rest
-		return false
-	default:
-		if _, err := c.readFrames(buf[:n], c.onMessage); err != nil {
-			// Not expected for pongs: onlyPongs made readFrame's checks.
-			c.rs.Store(readDone)
-			go c.endRead(err)
-			return true
-		}
-	}
-	c.rs.Store(readIdle)
-	if !p.ctl(c, syscall.EPOLL_CTL_MOD) && c.rs.CompareAndSwap(readIdle, readDone) {
-		// Closed meanwhile (abort, teardown): end it unless abort did,
-		// in a goroutine, as a reader would.
-		go c.endRead(errors.New("connection closed"))
-	}
-	return true
-}
-
-// onlyPongs reports whether b is a whole number of complete, final,
-// masked text frames, each a pong parseCanonicalPong takes. It reads b
-// without unmasking it in place.
-func onlyPongs(b []byte) bool {
-	var payload [125]byte
-	for len(b) > 0 {
-		if len(b) < 6 || b[0] != 0x81 || b[1]&0x80 == 0 {
-			return false
-		}
-		n := int(b[1] & 0x7f)
-		if n > len(payload) || len(b) < 6+n {
-			return false
-		}
-		key := b[2:6]
-		for i := range n {
-			payload[i] = b[6+i] ^ key[i&3]
-		}
-		if _, ok := parseCanonicalPong(payload[:n]); !ok {
-			return false
-		}
-		b = b[6+n:]
-	}
-	return true
 }
 
 // readBufs are the buffers readers read into; an idle connection keeps
@@ -331,17 +259,6 @@ func (p *poller) read(c *conn) {
 		buf = (*bp)[:0]
 	}
 	err := func() error {
-		if len(buf) > 0 {
-			// What the loop read (readPongs), or an incomplete frame,
-			// which this leaves as it is.
-			rest, err := c.readFrames(buf, c.onMessage)
-			if err != nil {
-				return err
-			}
-			if len(rest) < len(buf) {
-				buf = buf[:copy(buf, rest)]
-			}
-		}
 		for {
 			if len(buf) == cap(buf) {
 				buf = slices.Grow(buf, cap(buf)) // a frame larger than the buffer
