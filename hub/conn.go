@@ -71,8 +71,9 @@ type conn struct {
 	closeSent atomic.Bool
 	// midFrame is set while a frame that writeNowLocked wrote in part
 	// waits for the writer to finish it: control frames then go through
-	// the queue, or they would split it. Changed only with the socket's
-	// write lock held (rawWrite, writeLoop's Write).
+	// the queue, or they would split it. Set only with the socket's write
+	// lock held (rawWrite), so that a control writer, which reads it there,
+	// cannot miss it; cleared by the writer once the rest is out.
 	midFrame atomic.Bool
 	// finished is set when the connection has been torn down and forgotten.
 	finished atomic.Bool
