@@ -184,7 +184,7 @@ func TestShutdownSends1001(t *testing.T) {
 	a, _ := e.open(t, tk)
 	b, _ := e.open(t, e.createJob(t))
 	waiting := dial(t, e.wsURL(url.Values{"jobId": {tk.JobID}}), nil) // awaiting its hello
-	e.waitTimers(t, 3)                                                // two heartbeats and a hello timeout
+	e.waitTimers(t, 2)                                                // the heartbeat scheduler and a hello timeout
 	done := make(chan struct{})
 	go func() {
 		e.srv.Close()

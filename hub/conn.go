@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,8 +34,9 @@ const maxClientFramesPerSec = 50
 var errSlowConsumer = errors.New("slow consumer")
 
 type outFrame struct {
-	data  []byte
-	close bool // data is a close-frame payload
+	data   []byte
+	close  bool // data is a close-frame payload
+	framed bool // data is the rest of a frame that writeNowLocked began (and counted)
 }
 
 // conn is one client connection. After the upgrade it is read by the
@@ -67,6 +69,12 @@ type conn struct {
 	// closeSent is set by whoever writes the close frame: one is sent, as
 	// gorilla's Conn allowed.
 	closeSent atomic.Bool
+	// midFrame is set while a frame that writeNowLocked wrote in part
+	// waits for the writer to finish it: control frames then go through
+	// the queue, or they would split it. Set only with the socket's write
+	// lock held (rawWrite), so that a control writer, which reads it there,
+	// cannot miss it; cleared by the writer once the rest is out.
+	midFrame atomic.Bool
 	// finished is set when the connection has been torn down and forgotten.
 	finished atomic.Bool
 	// rs is the reader's state (readIdle, readBusy, readDone): who may end
@@ -89,11 +97,13 @@ type conn struct {
 	thr      throttle
 	thrTimer jobcast.Timer
 	// timer is the one other timer a connection needs at a time: the hello
-	// deadline, then the next ping or the pong deadline, then closeGrace.
+	// deadline, then closeGrace. Pings and pong deadlines are the hub's
+	// heartbeat scheduler's (hbDue).
 	timer           jobcast.Timer
 	handshakeSeq    *int64
 	pingOutstanding int64 // serverTime of the unanswered ping, 0 if none
 	lastPingST      int64
+	hbDue           int64         // the next ping, or the pong deadline while pingOutstanding is set: Unix ns, hub clock; written under c.mu and the scheduler's lock
 	pingSentAt      time.Duration // since connectedAt: a time.Time is three times larger
 	msgsRecv        int64
 	heartbeats      int64
@@ -105,6 +115,7 @@ type conn struct {
 	closeCode       int32
 	violations      int32
 	rateCount       int32
+	hbIndex         int32 // place in the heartbeat scheduler's heap, 1-based; 0 when not scheduled (the scheduler's lock)
 	resumed         bool
 	replaying       bool
 	writing         bool
@@ -473,6 +484,39 @@ func (c *conn) enqueueLocked(data []byte) {
 	c.pushLocked(outFrame{data: data})
 }
 
+// writeNowLocked writes a text frame at once, from the calling goroutine
+// and without waiting on the socket, when nothing is queued or being
+// written; otherwise, and for what the socket does not take at once, it
+// queues it as enqueueLocked does. The heartbeat scheduler sends pings so:
+// a writer goroutine started for each ping was a good part of an idle
+// server's CPU.
+func (c *conn) writeNowLocked(data []byte) {
+	if c.closing || c.closed || c.writing || len(c.queue) > 0 || c.raw == nil {
+		c.enqueueLocked(data)
+		return
+	}
+	bp := writeBufs.Get().(*[]byte)
+	buf := appendTextFrame((*bp)[:0], data)
+	n, _ := c.rawWrite(buf)
+	switch {
+	case n == len(buf):
+	case n > 0:
+		c.pushLocked(outFrame{data: slices.Clone(buf[n:]), framed: true})
+	default:
+		// Nothing written: the socket is full (the writer waits for
+		// it), or broken (the writer's write fails and ends it).
+		c.enqueueLocked(data)
+	}
+	if n > 0 {
+		c.msgsSent.Add(1)
+		c.bytesSent.Add(int64(len(data)))
+		c.h.framesSent.Add(1)
+		c.h.bytesSent.Add(int64(len(data)))
+	}
+	*bp = buf[:0]
+	writeBufs.Put(bp)
+}
+
 func (c *conn) pushLocked(f outFrame) {
 	c.queue = append(c.queue, f)
 	// Before the upgrade (nc nil) frames wait; attach starts the writer.
@@ -545,6 +589,7 @@ func (c *conn) stopTimersLocked() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.h.beats.remove(c)
 }
 
 // writeLoop writes queued frames until the queue is empty, then ends: an
@@ -572,6 +617,9 @@ func (c *conn) writeLoop(prefix []byte) {
 		c.mu.Unlock()
 		err := c.writeBatch(batch, prefix)
 		prefix = nil
+		// The first batch after writeNowLocked wrote a frame in part
+		// begins with its rest.
+		c.midFrame.Store(false)
 		if err != nil {
 			c.abort()
 			c.mu.Lock()
@@ -650,9 +698,13 @@ func (c *conn) writeBatch(batch []outFrame, prefix []byte) error {
 			c.startGrace()
 			continue
 		}
-		buf = appendTextFrame(buf, f.data)
-		frames++
-		bytes += int64(len(f.data))
+		if f.framed {
+			buf = append(buf, f.data...)
+		} else {
+			buf = appendTextFrame(buf, f.data)
+			frames++
+			bytes += int64(len(f.data))
+		}
 		if len(buf) >= maxWriteBytes {
 			if err := flush(); err != nil {
 				return err
@@ -807,24 +859,37 @@ func (c *conn) violation(reason string) {
 	}
 }
 
+// schedulePingLocked schedules the next ping d from now.
 func (c *conn) schedulePingLocked(d time.Duration) {
-	c.timer = c.h.opt.Clock.AfterFunc(d, c.sendPing)
+	c.h.beats.set(c, c.now().Add(d))
 }
 
-func (c *conn) sendPing() {
+// onHeartbeat is the scheduler's call for a connection whose action fell
+// due at now (Unix nanoseconds): a ping, or, when the last one is still
+// unanswered, the close for a late pong.
+func (c *conn) onHeartbeat(now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || c.pingOutstanding != 0 {
+	if c.closing || c.hbDue > now {
+		return // closed, or rescheduled by a pong since the pass took it
+	}
+	if c.pingOutstanding != 0 {
+		c.closeLocked(protocol.CloseHeartbeatTimeout, "heartbeat timeout")
 		return
 	}
+	c.sendPingLocked()
+}
+
+// sendPingLocked sends a ping and schedules its pong deadline.
+func (c *conn) sendPingLocked() {
 	now := c.now()
 	st := now.UnixMilli()
 	if st <= c.lastPingST {
 		st = c.lastPingST + 1 // keep ping ids unique on a coarse clock
 	}
 	c.lastPingST, c.pingOutstanding, c.pingSentAt = st, st, now.Sub(c.connectedAt)
-	c.enqueueLocked(c.pingFrame(st, now.UnixMilli()))
-	c.timer = c.h.opt.Clock.AfterFunc(c.h.cfg.PongTimeout, func() { c.onPongTimeout(st) })
+	c.writeNowLocked(c.pingFrame(st, now.UnixMilli()))
+	c.h.beats.set(c, now.Add(c.h.cfg.PongTimeout))
 }
 
 func (c *conn) onPong(serverTime int64, now time.Time) {
@@ -845,22 +910,11 @@ func (c *conn) onPong(serverTime int64, now time.Time) {
 	}
 	c.lastRTT = rtt
 	c.rttSum += rtt
-	if c.timer != nil {
-		c.timer.Stop() // the pong deadline
-	}
 	next := c.heartbeat - rtt
 	if next < 0 {
 		next = 0
 	}
 	c.schedulePingLocked(next)
-}
-
-func (c *conn) onPongTimeout(st int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pingOutstanding == st {
-		c.closeLocked(protocol.CloseHeartbeatTimeout, "heartbeat timeout")
-	}
 }
 
 // awaitHello holds a connection that presented no token until a hello frame

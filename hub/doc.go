@@ -6,6 +6,14 @@
 // writer goroutine exists only while the queue has frames. A connection
 // whose queue overflows is closed as a slow consumer.
 //
+// Heartbeats: one scheduler per hub (heartbeat.go) keeps every
+// connection's next ping, or the deadline of its unanswered one, in a heap
+// on one timer of the hub's clock, and runs passes at most 100 ms apart:
+// the pings due meanwhile go out together, each written at once from the
+// pass when nothing else is queued for its connection (without waiting on
+// the socket). A timer per connection woke the process for every ping and
+// every deadline and started two goroutines per ping.
+//
 // # Reading: the poller
 //
 // An idle connection has no goroutine either. A goroutine blocked in Read

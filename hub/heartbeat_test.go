@@ -97,3 +97,59 @@ func TestClientPing(t *testing.T) {
 	c.sendRaw(`{"v":2,"type":"ping"}`)
 	c.expect(protocol.TypePong)
 }
+
+// TestHeartbeatsShareAPass: the heartbeat scheduler runs at most one pass
+// per gap (100 ms at this interval), so a ping that falls due soon after
+// another waits for the next pass, never more than the gap, and never
+// goes out early; its pong deadline counts from when it went out.
+func TestHeartbeatsShareAPass(t *testing.T) {
+	t.Parallel()
+	const interval, timeout, gap = 30 * time.Second, 10 * time.Second, 100 * time.Millisecond
+	e := newEnv(t, jobcast.Config{HeartbeatInterval: interval, PongTimeout: timeout})
+	tkA := e.createJob(t)
+	a, _ := e.open(t, tkA)
+	e.clock.Advance(40 * time.Millisecond)
+	b, _ := e.open(t, e.createJob(t))
+
+	e.clock.Advance(interval - 40*time.Millisecond)
+	stA := a.expectPing()
+	e.clock.Advance(40 * time.Millisecond) // b's ping is due, the next pass is not
+	b.expectNothing()
+	e.clock.Advance(gap - 40*time.Millisecond - time.Millisecond)
+	b.expectNothing()
+	e.clock.Advance(time.Millisecond)
+	if st := b.expectPing(); st != e.clock.Now().UnixMilli() {
+		t.Errorf("b's ping serverTime = %d, want the pass's time %d", st, e.clock.Now().UnixMilli())
+	}
+
+	// a answers; b does not, and is closed when its timeout from the
+	// ping's actual send is up.
+	a.send(protocol.TypePong, protocol.Pong{ServerTime: stA})
+	a.expectNothing()
+	e.clock.Advance(timeout - time.Millisecond)
+	b.expectNothing()
+	e.clock.Advance(time.Millisecond)
+	b.expectClose(protocol.CloseHeartbeatTimeout)
+	if info := e.connection(t, tkA.JobID); info.Heartbeats != 1 {
+		t.Errorf("a: heartbeats=%d, want 1", info.Heartbeats)
+	}
+}
+
+// TestHeartbeatsIdleWithoutConnections: a closed connection leaves the
+// scheduler, and with none left no timer stays armed.
+func TestHeartbeatsIdleWithoutConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobcast.Config{HeartbeatInterval: 30 * time.Second})
+	before := e.clock.Pending()
+	a, _ := e.open(t, e.createJob(t))
+	b, _ := e.open(t, e.createJob(t))
+	if n := e.clock.Pending(); n != before+1 {
+		t.Errorf("%d timers armed with two connections, want %d (one for both)", n, before+1)
+	}
+	a.c.Close()
+	b.c.Close()
+	waitFor(t, "the connections to go", func() bool { return e.srv.Hub.ConnCount() == 0 })
+	if n := e.clock.Pending(); n != before {
+		t.Errorf("%d timers armed after the connections closed, want %d", n, before)
+	}
+}

@@ -62,6 +62,10 @@ type Hub struct {
 	// node, for the job's summary event; dropped when the job ends.
 	throttled sync.Map // job id → *atomic.Int64
 
+	// beats sends every connection's pings and ends those whose pong is
+	// late, on one timer.
+	beats *heartbeats
+
 	mu      sync.Mutex
 	jobs    map[string]*jobEntry
 	conns   map[*conn]struct{}
@@ -102,6 +106,7 @@ func New(opt Options) *Hub {
 	if h.opt.Recorder == nil {
 		h.opt.Recorder = jobcast.NopRecorder{}
 	}
+	h.beats = newHeartbeats(opt.Clock, cfg.HeartbeatInterval)
 	h.goroutineReaders.Store(opt.GoroutineReaders)
 	return h
 }
@@ -632,6 +637,18 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // ConnCount returns the number of open client connections.
 func (h *Hub) ConnCount() int64 { return h.connCount.Load() }
+
+// LiveJobs returns the number of jobs with at least one connection that
+// joined them (one authenticated, or in its handshake after its token was
+// checked). The node registry publishes it every few seconds: listing the
+// connections for it (Connections) locked and copied each one and sorted
+// them, a tenth of an idle server's CPU at 19,000 connections, and even
+// counting the tracked connections' distinct jobs was 13 ms a time.
+func (h *Hub) LiveJobs() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return int64(len(h.jobs))
+}
 
 // ConnInfo describes one live connection, for the admin API.
 type ConnInfo struct {

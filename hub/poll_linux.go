@@ -121,7 +121,10 @@ func (p *poller) add(c *conn) bool {
 	if err != nil {
 		return false
 	}
+	// Under c.mu: the heartbeat scheduler writes pings through it.
+	c.mu.Lock()
 	c.raw = raw
+	c.mu.Unlock()
 	p.mu.Lock()
 	p.conns[c.seq] = c
 	if !p.running {
@@ -341,4 +344,62 @@ func (c *conn) rawRead(b []byte) (int, error) {
 		n = 0
 	}
 	return n, err
+}
+
+// rawWrite writes what the socket takes now, without waiting: EAGAIN when
+// it takes nothing. When it takes part of b, c.midFrame is set, under the
+// socket's write lock, so that no control frame goes out before the rest.
+// Call with c.mu held (c.raw is set under it).
+func (c *conn) rawWrite(b []byte) (int, error) {
+	var n int
+	var err error
+	werr := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				if n > 0 && n < len(b) {
+					c.midFrame.Store(true)
+				}
+				return true
+			}
+		}
+	})
+	if werr != nil {
+		return 0, werr
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// rawWriteControl writes a control frame whole to raw (c.raw, read under
+// c.mu), waiting for the socket as net.Conn's Write does (the write
+// deadline bounds it), unless a frame is written in part (c.midFrame):
+// then it writes nothing and returns false, and the caller queues b after
+// that frame's rest. The flag is read under
+// the socket's write lock, where it cannot change. Errors are left to the
+// reader and the writer.
+func (c *conn) rawWriteControl(raw syscall.RawConn, b []byte) bool {
+	queued := false
+	_ = raw.Write(func(fd uintptr) bool {
+		if c.midFrame.Load() {
+			queued = true
+			return true
+		}
+		for len(b) > 0 {
+			n, err := syscall.Write(int(fd), b)
+			switch {
+			case err == syscall.EINTR:
+			case err == syscall.EAGAIN:
+				return false // wait until the socket takes more
+			case err != nil:
+				return true
+			default:
+				b = b[n:]
+			}
+		}
+		return true
+	})
+	return !queued
 }

@@ -246,14 +246,28 @@ func (c *conn) writeControl(op int, data []byte) {
 }
 
 // writeFrame writes one unmasked final frame (RFC 6455 5.2) in one Write,
-// which net.Conn keeps whole against the writer's batches. Errors are left
-// to the reader and the writer, as gorilla's control writes did.
+// which net.Conn keeps whole against the writer's batches; while the
+// writer finishes a frame that writeNowLocked began, it queues it after
+// that one instead. Errors are left to the reader and the writer, as
+// gorilla's control writes did.
 func (c *conn) writeFrame(op int, data []byte) {
 	b := make([]byte, 0, 2+len(data))
 	b = append(b, 0x80|byte(op), byte(len(data)))
 	b = append(b, data...)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(controlWriteWait))
-	_, _ = c.nc.Write(b)
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	if raw == nil {
+		_, _ = c.nc.Write(b) // no frame is written in part without the poller's socket
+		return
+	}
+	if c.rawWriteControl(raw, b) {
+		return
+	}
+	c.mu.Lock()
+	c.pushLocked(outFrame{data: b, framed: true})
+	c.mu.Unlock()
 }
 
 // startGrace ends the connection closeGrace after our close frame if the

@@ -36,6 +36,9 @@ func maskedFrame(b0 byte, payload []byte) []byte {
 
 const pingFrame = `{"v":2,"type":"ping","payload":{"clientTime":7}}`
 
+// pongFrame is an unsolicited pong in the SDKs' form: read and ignored.
+const pongFrame = `{"v":2,"type":"pong","ts":1,"payload":{"serverTime":5}}`
+
 // TestReadFrames speaks raw frames to both readers (the poller, and a
 // goroutine per connection as where there is no poller): frames split
 // across writes and several in one write, fragments, control frames and
@@ -84,6 +87,12 @@ func TestReadFrames(t *testing.T) {
 			maskedFrame(0x01, make([]byte, protocol.MaxFrameBytes)),
 			maskedFrame(0x80, []byte("x"))), close: websocket.CloseMessageTooBig},
 		{name: "client close", write: maskedFrame(0x88, []byte{0x03, 0xe8}), close: websocket.CloseNormalClosure},
+		// Pongs alone are read by the poller's loop; with anything else
+		// the loop hands what it read to a reader.
+		{name: "pongs in one write", write: cat(text(pongFrame), text(pongFrame))},
+		{name: "a pong and a ping in one write", write: cat(text(pongFrame), text(pingFrame)), pongs: 1},
+		{name: "a pong and part of a ping", write: cat(text(pongFrame), text(pingFrame)), chunk: len(pongFrame) + 16, pongs: 1},
+		{name: "a pong and a close", write: cat(text(pongFrame), maskedFrame(0x88, []byte{0x03, 0xe8})), close: websocket.CloseNormalClosure},
 	}
 	for _, goroutines := range []bool{false, true} {
 		e := newEnv(t, jobcast.Config{})

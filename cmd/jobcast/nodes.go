@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jobcast/jobcast"
-	"github.com/jobcast/jobcast/hub"
 	"github.com/jobcast/jobcast/inmem"
 	"github.com/jobcast/jobcast/internal/periodic"
 	"github.com/jobcast/jobcast/nats"
@@ -32,7 +31,7 @@ func (e *jobEngines) openNodeRegistry(ctx context.Context, clock jobcast.Clock) 
 // liveFigures is what the reporter reads: the hub.
 type liveFigures interface {
 	ConnCount() int64
-	Connections(jobID string) []hub.ConnInfo
+	LiveJobs() int64
 }
 
 // nodeReporter publishes this node's live figures to the registry every
@@ -55,12 +54,8 @@ func newNodeReporter(reg jobcast.NodeRegistry, live liveFigures, id string, cloc
 
 // status is this node's figures now.
 func (r *nodeReporter) status() jobcast.NodeStatus {
-	jobs := map[string]struct{}{}
-	for _, c := range r.live.Connections("") {
-		jobs[c.JobID] = struct{}{}
-	}
 	return jobcast.NodeStatus{ID: r.id, Version: version, StartedAt: r.started,
-		Connections: r.live.ConnCount(), LiveJobs: int64(len(jobs)), LastSeen: r.clock.Now().UTC()}
+		Connections: r.live.ConnCount(), LiveJobs: r.live.LiveJobs(), LastSeen: r.clock.Now().UTC()}
 }
 
 func (r *nodeReporter) publish(ctx context.Context) {
