@@ -148,7 +148,7 @@ for (( i=0; i<nodes; i++ )); do
         >"$dir/loadgen-$i.report" 2>>"$dir/loadgen-$i.log" &
       echo $! >"$dir/loadgen-$i.pid"
       if wait $! 2>/dev/null; then
-        echo "traffic to node-$((i + 1)), round $round: $(grep -m1 -iE 'latency|p50' "$dir/loadgen-$i.report" | tr -s ' ' || echo ok)"
+        echo "traffic to node-$((i + 1)), round $round: $(grep -m1 -E '^ +latency ' "$dir/loadgen-$i.report" | tr -s ' ' || echo ok)"
       elif [ ! -e "$dir/stop" ]; then
         echo "traffic to node-$((i + 1)), round $round failed: $(tail -3 "$dir/loadgen-$i.log")"
         sleep 1
