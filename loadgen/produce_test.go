@@ -14,7 +14,8 @@ import (
 	"github.com/jobcast/jobcast/client"
 )
 
-// TestProducePacesJobs checks that producers post each job's batch at the
+// TestProducePacesJobs checks (with more producers than jobs: those have
+// nothing to do and must end) that producers post each job's batch at the
 // job's own phase within the batch interval, not all of a producer's jobs
 // back to back: a job's first request never arrives before its phase, and
 // the requests of one round are spread over the interval.
@@ -46,7 +47,7 @@ func TestProducePacesJobs(t *testing.T) {
 	for i := range jobs {
 		jobs[i].JobID = fmt.Sprintf("job-%d", i)
 	}
-	cfg := Config{Rate: 10, BatchInterval: interval, Producers: 2, Log: slog.New(slog.DiscardHandler)}
+	cfg := Config{Rate: 10, BatchInterval: interval, Producers: nJobs + 2, Log: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithTimeout(context.Background(), interval+interval/2)
 	defer cancel()
 	var st producerStats

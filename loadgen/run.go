@@ -310,6 +310,9 @@ func produce(ctx context.Context, prod *client.Producer, jobs []ticket, cfg Conf
 			for i := p; i < len(jobs); i += cfg.Producers {
 				mine = append(mine, i)
 			}
+			if len(mine) == 0 {
+				return // more producers than jobs
+			}
 			sent := make([]int64, len(mine))
 			wait := time.NewTimer(0)
 			defer wait.Stop()
