@@ -184,8 +184,8 @@ func TestHistogramQuantiles(t *testing.T) {
 	}{{0.5, 500 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {0.999, 999 * time.Millisecond}}
 	for _, tt := range tests {
 		got := h.Quantile(tt.q)
-		if got < tt.want || float64(got) > 1.04*float64(tt.want) {
-			t.Errorf("q%v = %v, want %v within +4%%", tt.q, got, tt.want)
+		if got < tt.want || float64(got) > 1.008*float64(tt.want) {
+			t.Errorf("q%v = %v, want %v within +0.8%%", tt.q, got, tt.want)
 		}
 	}
 	// Merging through the wire form keeps every count.

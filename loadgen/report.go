@@ -42,7 +42,7 @@ type Report struct {
 	ChurnPerSec     float64 `json:"churnPerSec"`
 
 	// Publish→deliver latency of progress frames (µs resolution, bucket
-	// upper bounds, ≈3 %).
+	// upper bounds, under 0.8 %).
 	LatencySamples uint64  `json:"latencySamples"`
 	LatencyP50Ms   float64 `json:"latencyP50Ms"`
 	LatencyP99Ms   float64 `json:"latencyP99Ms"`
