@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/jobcast/jobcast/internal/jsonscan"
 	"github.com/jobcast/jobcast/protocol"
 )
 
@@ -46,13 +47,13 @@ func (n *names) decode(data []byte, env *protocol.Envelope) error {
 // any state, when the frame needs the full decoder.
 func fastEnvelope(data []byte, env *protocol.Envelope, n *names) bool {
 	*env = protocol.Envelope{}
-	s := scanner{b: data}
+	s := scanner{jsonscan.Scanner{B: data}}
 	ok := s.object(func(key []byte) bool {
 		var ok bool
 		switch string(key) {
 		case "v":
 			var v int64
-			v, ok = s.int()
+			v, ok = s.Int()
 			env.V = int(v)
 		case "type":
 			var b []byte
@@ -67,13 +68,13 @@ func fastEnvelope(data []byte, env *protocol.Envelope, n *names) bool {
 			b, ok = s.rawString()
 			env.Pipeline = reuse(b, &n.pipeline)
 		case "seq":
-			env.Seq, ok = s.int()
+			env.Seq, ok = s.Int()
 		case "ts":
-			env.TS, ok = s.int()
+			env.TS, ok = s.Int()
 		case "payload":
-			start := s.i
+			start := s.I
 			ok = s.skip()
-			env.Payload = json.RawMessage(data[start:s.i])
+			env.Payload = json.RawMessage(data[start:s.I])
 		default:
 			// encoding/json matches keys without regard to case
 			// ("seQ" sets Seq): leave such a key to it.
@@ -84,8 +85,8 @@ func fastEnvelope(data []byte, env *protocol.Envelope, n *names) bool {
 	if !ok || env.Type == "" {
 		return false
 	}
-	s.space()
-	return s.i == len(s.b)
+	s.Space()
+	return s.I == len(s.B)
 }
 
 // typeName returns the protocol's constant for a known frame type, without
@@ -126,21 +127,21 @@ func reuse(b []byte, prev *string) string {
 // integers.
 func decodeProgress(payload []byte, p *protocol.Progress) {
 	var processed, total int64
-	s := scanner{b: payload}
+	s := scanner{jsonscan.Scanner{B: payload}}
 	ok := s.object(func(key []byte) bool {
 		var ok bool
 		switch string(key) {
 		case "processedCount":
-			processed, ok = s.int()
+			processed, ok = s.Int()
 		case "totalCount":
-			total, ok = s.int()
+			total, ok = s.Int()
 		default:
 			ok = !foldsTo(key, "processedCount", "totalCount") && s.skip()
 		}
 		return ok
 	})
-	s.space()
-	if ok && s.i == len(s.b) {
+	s.Space()
+	if ok && s.I == len(s.B) {
 		p.ProcessedCount, p.TotalCount = processed, total
 		return
 	}
@@ -158,225 +159,49 @@ func foldsTo(key []byte, names ...string) bool {
 	return false
 }
 
-// scanner walks JSON text. It accepts a subset (no escapes in what it
-// decodes, integers only where it reads numbers) and checks structure
-// while skipping, so what it accepts encoding/json decodes the same way.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) consume(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
+// scanner reads the envelope and a progress payload. It decodes a subset
+// (no escapes in what it decodes, integers only where it reads numbers) and
+// checks everything it skips, so what it accepts encoding/json decodes the
+// same way.
+type scanner struct{ jsonscan.Scanner }
 
 // object calls field for each key, positioned at its value, which field
 // must consume.
 func (s *scanner) object(field func(key []byte) bool) bool {
-	if !s.consume('{') {
+	if !s.Consume('{') {
 		return false
 	}
-	if s.consume('}') {
+	if s.Consume('}') {
 		return true
 	}
 	for {
-		s.space()
+		s.Space()
 		key, ok := s.rawString()
-		if !ok || !s.consume(':') {
+		if !ok || !s.Consume(':') {
 			return false
 		}
-		s.space()
+		s.Space()
 		if !field(key) {
 			return false
 		}
-		if s.consume('}') {
+		if s.Consume('}') {
 			return true
 		}
-		if !s.consume(',') {
+		if !s.Consume(',') {
 			return false
 		}
 	}
 }
 
-// rawString reads a string without escapes and returns its bytes.
+// rawString reads a string without escapes or non-ASCII bytes (those go
+// to the full decoder) and returns its bytes.
 func (s *scanner) rawString() ([]byte, bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false
-	}
-	start := s.i + 1
-	for j := start; j < len(s.b); j++ {
-		c := s.b[j]
-		if c == '"' {
-			s.i = j + 1
-			return s.b[start:j], true
-		}
-		if c == '\\' || c < 0x20 || c >= 0x80 {
-			return nil, false // escapes and non-ASCII: the full decoder
-		}
-	}
-	return nil, false
+	raw, esc, nonASCII, ok := s.Str()
+	return raw, ok && !esc && !nonASCII
 }
 
-// int reads an integer that fits int64.
-func (s *scanner) int() (int64, bool) {
-	neg := s.i < len(s.b) && s.b[s.i] == '-'
-	if neg {
-		s.i++
-	}
-	start := s.i
-	var v int64
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		if v > (1<<63-1-9)/10 {
-			return 0, false
-		}
-		v = v*10 + int64(s.b[s.i]-'0')
-		s.i++
-	}
-	n := s.i - start
-	if n == 0 || (n > 1 && s.b[start] == '0') {
-		return 0, false
-	}
-	if s.i < len(s.b) {
-		switch s.b[s.i] {
-		case '.', 'e', 'E':
-			return 0, false
-		}
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
-}
-
-// skip passes over one value of any kind, strings with escapes included.
+// skip passes over one value of any kind.
 func (s *scanner) skip() bool {
-	s.space()
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch c := s.b[s.i]; {
-	case c == '{':
-		return s.object(func([]byte) bool { return s.skip() })
-	case c == '[':
-		s.i++
-		if s.consume(']') {
-			return true
-		}
-		for {
-			if !s.skip() {
-				return false
-			}
-			if s.consume(']') {
-				return true
-			}
-			if !s.consume(',') {
-				return false
-			}
-		}
-	case c == '"':
-		for j := s.i + 1; j < len(s.b); j++ {
-			switch s.b[j] {
-			case '\\':
-				if j++; j >= len(s.b) {
-					return false
-				}
-				switch s.b[j] {
-				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				case 'u':
-					if j+4 >= len(s.b) || !isHex4(s.b[j+1:j+5]) {
-						return false
-					}
-					j += 4
-				default:
-					return false
-				}
-			case '"':
-				s.i = j + 1
-				return true
-			default:
-				if s.b[j] < 0x20 {
-					return false
-				}
-			}
-		}
-		return false
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.literal("null")
-	default:
-		return s.number()
-	}
-}
-
-func (s *scanner) literal(lit string) bool {
-	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
-		s.i += len(lit)
-		return true
-	}
-	return false
-}
-
-// number passes over a JSON number.
-func (s *scanner) number() bool {
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := func() int {
-		n := 0
-		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-			s.i++
-			n++
-		}
-		return n
-	}
-	intStart := s.i
-	n := digits()
-	if n == 0 || (n > 1 && s.b[intStart] == '0') {
-		return false
-	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return s.i > start
-}
-
-func isHex4(b []byte) bool {
-	for _, c := range b {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
+	s.Space()
+	return s.Value()
 }

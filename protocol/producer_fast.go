@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/jobcast/jobcast/internal/jsonscan"
 )
 
 // parseFast parses a trimmed producer body in the shape producers send at
@@ -22,103 +24,89 @@ import (
 func parseFast(body []byte) (events []ProducerEvent, ok bool) {
 	// The events do not alias the caller's buffer, as json.Unmarshal's
 	// copies did not; one copy serves every payload of the batch.
-	s := fastScanner{b: bytes.Clone(body)}
-	if len(s.b) == 0 {
+	s := fastScanner{jsonscan.Scanner{B: bytes.Clone(body), MaxDepth: MaxJSONDepth}}
+	if len(s.B) == 0 {
 		return nil, false
 	}
-	if s.b[0] != '[' {
+	if s.B[0] != '[' {
 		ev, ok := s.event()
-		if !ok || s.i != len(s.b) {
+		if !ok || s.I != len(s.B) {
 			return nil, false
 		}
 		return []ProducerEvent{ev}, true
 	}
-	s.i++
-	s.depth = 1
-	s.ws()
+	s.I++
+	s.Depth = 1
+	s.Space()
 	// Batches of progress events are small objects, ~50 bytes each.
-	events = make([]ProducerEvent, 0, min(len(s.b)/40+1, MaxEventsPerBatch))
+	events = make([]ProducerEvent, 0, min(len(s.B)/40+1, MaxEventsPerBatch))
 	for {
 		ev, ok := s.event()
 		if !ok || len(events) == MaxEventsPerBatch {
 			return nil, false
 		}
 		events = append(events, ev)
-		s.ws()
-		if s.i >= len(s.b) {
+		s.Space()
+		if s.I >= len(s.B) {
 			return nil, false
 		}
-		c := s.b[s.i]
-		s.i++
+		c := s.B[s.I]
+		s.I++
 		if c == ']' {
 			break
 		}
 		if c != ',' {
 			return nil, false
 		}
-		s.ws()
+		s.Space()
 	}
-	if s.i != len(s.b) {
+	if s.I != len(s.B) {
 		return nil, false
 	}
 	return events, true
 }
 
-// fastScanner walks JSON text; every method returns false on anything it
-// does not accept, including text that is not valid JSON.
-type fastScanner struct {
-	b     []byte
-	i     int
-	depth int
-}
-
-func (s *fastScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+// fastScanner reads producer events and their payloads; every method
+// returns false on anything it does not accept, including text that is not
+// valid JSON.
+type fastScanner struct{ jsonscan.Scanner }
 
 // event reads one event object {"type":…,"payload":…}, the scanner on its
 // first byte. Other keys, and duplicates, are left to the general path (it
 // matches keys case-insensitively and keeps the last of duplicates).
 func (s *fastScanner) event() (ev ProducerEvent, ok bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
+	if s.I >= len(s.B) || s.B[s.I] != '{' {
 		return ev, false
 	}
-	if s.depth++; s.depth > MaxJSONDepth {
+	if s.Depth++; s.Depth > MaxJSONDepth {
 		return ev, false
 	}
-	s.i++
+	s.I++
 	var payload []byte
 	var typ string
 	haveType, havePayload := false, false
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
+	s.Space()
+	if s.I < len(s.B) && s.B[s.I] == '}' {
 		return ev, false // no type: an error
 	}
 	for {
-		key, esc, _, ok := s.str()
+		key, esc, _, ok := s.Str()
 		if !ok || esc {
 			return ev, false
 		}
-		s.ws()
-		if s.i >= len(s.b) || s.b[s.i] != ':' {
+		s.Space()
+		if s.I >= len(s.B) || s.B[s.I] != ':' {
 			return ev, false
 		}
-		s.i++
-		s.ws()
+		s.I++
+		s.Space()
 		switch string(key) {
 		case "type":
 			if haveType {
 				return ev, false
 			}
 			haveType = true
-			v, esc, _, ok := s.str()
+			v, esc, _, ok := s.Str()
 			if !ok || esc {
 				return ev, false
 			}
@@ -135,29 +123,29 @@ func (s *fastScanner) event() (ev ProducerEvent, ok bool) {
 				return ev, false
 			}
 			havePayload = true
-			start := s.i
-			if !s.value() {
+			start := s.I
+			if !s.Value() {
 				return ev, false
 			}
-			payload = s.b[start:s.i]
+			payload = s.B[start:s.I]
 		default:
 			return ev, false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
+		s.Space()
+		if s.I >= len(s.B) {
 			return ev, false
 		}
-		c := s.b[s.i]
-		s.i++
+		c := s.B[s.I]
+		s.I++
 		if c == '}' {
 			break
 		}
 		if c != ',' {
 			return ev, false
 		}
-		s.ws()
+		s.Space()
 	}
-	s.depth--
+	s.Depth--
 	if !haveType {
 		return ev, false
 	}
@@ -181,13 +169,13 @@ func (s *fastScanner) event() (ev ProducerEvent, ok bool) {
 // and records its counts when the general path would accept them as they
 // are.
 func (e *ProducerEvent) readCounts() bool {
-	s := fastScanner{b: e.Payload, i: 1}
+	s := fastScanner{jsonscan.Scanner{B: e.Payload, I: 1, MaxDepth: MaxJSONDepth}}
 	known := knownFields[e.Type]
 	var processed, total int64
 	hasTotal := false
 	var seen [4]bool // known[i] read
-	s.ws()
-	if s.b[s.i] == '}' {
+	s.Space()
+	if s.B[s.I] == '}' {
 		if e.Type == EventProgress {
 			return false // needs processedCount
 		}
@@ -195,28 +183,28 @@ func (e *ProducerEvent) readCounts() bool {
 		return true
 	}
 	for {
-		key, esc, hi, ok := s.str()
+		key, esc, hi, ok := s.Str()
 		if !ok || esc || hi {
 			// An escaped or non-ASCII key may equal a known field once
 			// decoded or folded (Unicode folds 'ſ' to 's').
 			return false
 		}
-		s.ws()
-		s.i++ // ':'; the payload is valid JSON
-		s.ws()
+		s.Space()
+		s.I++ // ':'; the payload is valid JSON
+		s.Space()
 		f := -1
 		for i, name := range known {
 			if string(key) == name {
 				f = i
 				break
 			}
-			if len(key) == len(name) && asciiEqualFold(key, name) {
+			if jsonscan.EqualFoldASCII(key, name) {
 				return false // "ProcessedCount": an error
 			}
 		}
 		switch {
 		case f < 0:
-			if !s.value() {
+			if !s.Value() {
 				return false
 			}
 		case seen[f]:
@@ -242,13 +230,13 @@ func (e *ProducerEvent) readCounts() bool {
 				}
 			}
 		}
-		s.ws()
-		c := s.b[s.i]
-		s.i++
+		s.Space()
+		c := s.B[s.I]
+		s.I++
 		if c == '}' {
 			break
 		}
-		s.ws()
+		s.Space()
 	}
 	if e.Type == EventProgress && !seen[0] {
 		return false // needs processedCount
@@ -267,19 +255,19 @@ func fieldLimit(name string) int {
 // count reads a count: a non-negative integer json.Unmarshal puts into an
 // int64, or null.
 func (s *fastScanner) count() (n int64, null, ok bool) {
-	if s.i < len(s.b) && s.b[s.i] == 'n' {
-		return 0, true, s.value()
+	if s.I < len(s.B) && s.B[s.I] == 'n' {
+		return 0, true, s.Value()
 	}
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
+	start := s.I
+	for s.I < len(s.B) && s.B[s.I] >= '0' && s.B[s.I] <= '9' {
+		s.I++
 	}
-	digits := s.b[start:s.i]
+	digits := s.B[start:s.I]
 	if len(digits) == 0 || (digits[0] == '0' && len(digits) > 1) || len(digits) > 18 {
 		return 0, false, false // not a plain count, or one ParseInt may refuse
 	}
-	if s.i < len(s.b) {
-		switch s.b[s.i] {
+	if s.I < len(s.B) {
+		switch s.B[s.I] {
 		case '.', 'e', 'E':
 			return 0, false, false
 		}
@@ -293,197 +281,9 @@ func (s *fastScanner) count() (n int64, null, ok bool) {
 // as long as what it stands for); invalid UTF-8 becomes U+FFFD, which can,
 // so it goes to the general path.
 func (s *fastScanner) shortString(limit int) bool {
-	if s.i < len(s.b) && s.b[s.i] == 'n' {
-		return s.value()
+	if s.I < len(s.B) && s.B[s.I] == 'n' {
+		return s.Value()
 	}
-	v, _, hi, ok := s.str()
+	v, _, hi, ok := s.Str()
 	return ok && len(v) <= limit && (!hi || utf8.Valid(v))
-}
-
-// str reads a JSON string and returns its raw contents, whether they hold an
-// escape or a byte outside ASCII.
-func (s *fastScanner) str() (raw []byte, esc, hi, ok bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false, false, false
-	}
-	s.i++
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			raw = s.b[start:s.i]
-			s.i++
-			return raw, esc, hi, true
-		case c == '\\':
-			esc = true
-			s.i++
-			if s.i >= len(s.b) {
-				return nil, false, false, false
-			}
-			switch s.b[s.i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
-			case 'u':
-				if s.i+4 >= len(s.b) {
-					return nil, false, false, false
-				}
-				for _, h := range s.b[s.i+1 : s.i+5] {
-					if !isHex(h) {
-						return nil, false, false, false
-					}
-				}
-				s.i += 5
-			default:
-				return nil, false, false, false
-			}
-		case c < 0x20:
-			return nil, false, false, false
-		default:
-			if c >= utf8.RuneSelf {
-				hi = true
-			}
-			s.i++
-		}
-	}
-	return nil, false, false, false
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// value skips one JSON value, checking it as encoding/json's scanner does
-// and its nesting as CheckJSONDepth does.
-func (s *fastScanner) value() bool {
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch c := s.b[s.i]; {
-	case c == '"':
-		_, _, _, ok := s.str()
-		return ok
-	case c == '{' || c == '[':
-		if s.depth++; s.depth > MaxJSONDepth {
-			return false
-		}
-		closer := byte('}')
-		if c == '[' {
-			closer = ']'
-		}
-		s.i++
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == closer {
-			s.i++
-			s.depth--
-			return true
-		}
-		for {
-			if c == '{' {
-				if _, _, _, ok := s.str(); !ok {
-					return false
-				}
-				s.ws()
-				if s.i >= len(s.b) || s.b[s.i] != ':' {
-					return false
-				}
-				s.i++
-				s.ws()
-			}
-			if !s.value() {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
-			}
-			d := s.b[s.i]
-			s.i++
-			if d == closer {
-				s.depth--
-				return true
-			}
-			if d != ',' {
-				return false
-			}
-			s.ws()
-		}
-	case c == '-' || c >= '0' && c <= '9':
-		return s.number()
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.literal("null")
-	}
-	return false
-}
-
-func (s *fastScanner) literal(lit string) bool {
-	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
-		return false
-	}
-	s.i += len(lit)
-	return true
-}
-
-// number skips a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (s *fastScanner) number() bool {
-	if s.b[s.i] == '-' {
-		s.i++
-	}
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch c := s.b[s.i]; {
-	case c == '0':
-		s.i++
-	case c >= '1' && c <= '9':
-		s.digits()
-	default:
-		return false
-	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *fastScanner) digits() int {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
-	}
-	return s.i - start
-}
-
-// asciiEqualFold is strings.EqualFold for an ASCII key and field name of
-// equal length.
-func asciiEqualFold(key []byte, name string) bool {
-	for i := range len(key) {
-		a, b := key[i], name[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }
