@@ -483,6 +483,22 @@ func TestWatcherAnswersPings(t *testing.T) {
 	}
 }
 
+// runToEnd runs a watcher with a recorder hooked into cfg until its job
+// ends, failing the test if Run returns an error.
+func runToEnd(t *testing.T, cfg client.Config) (*client.Watcher, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	rec.hook(&cfg)
+	w, err := client.NewWatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := result(t, run(t, w)); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	return w, rec
+}
+
 // scripted is a fake jobcast server: each handshake runs script on the
 // upgraded connection.
 type scripted struct {
@@ -607,16 +623,7 @@ func TestWatcherScripted(t *testing.T) {
 		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
 		drain(c)
 	})
-	rec := newRecorder()
-	cfg := client.Config{URL: s.wsURL(), JobID: "j", Token: "tok"}
-	rec.hook(&cfg)
-	w, err := client.NewWatcher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := result(t, run(t, w)); err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	w, rec := runToEnd(t, client.Config{URL: s.wsURL(), JobID: "j", Token: "tok"})
 	p := <-pong
 	env, err := protocol.DecodeClientFrame([]byte(p))
 	if err != nil || env.Type != protocol.TypePong || !strings.Contains(string(env.Payload), `"serverTime":424242`) {
@@ -717,16 +724,7 @@ func TestWatcherAcceptsServerRollback(t *testing.T) {
 		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
 		drain(c)
 	})
-	rec := newRecorder()
-	cfg := client.Config{URL: s.wsURL(), JobID: "j", Token: "tok", MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
-	rec.hook(&cfg)
-	w, err := client.NewWatcher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := result(t, run(t, w)); err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	w, rec := runToEnd(t, client.Config{URL: s.wsURL(), JobID: "j", Token: "tok", MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
 	if got := s.request(1).Header.Get("X-Last-Seq"); got != "5" {
 		t.Errorf("X-Last-Seq on reconnect = %q, want 5", got)
 	}
@@ -771,16 +769,7 @@ func TestWatcherMessagesOwnTheirPayloads(t *testing.T) {
 		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseJobFinished, "job finished"))
 		drain(c)
 	})
-	rec := newRecorder()
-	cfg := client.Config{URL: s.wsURL(), JobID: "job-own", Token: "tok"}
-	rec.hook(&cfg)
-	w, err := client.NewWatcher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := result(t, run(t, w)); err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	w, rec := runToEnd(t, client.Config{URL: s.wsURL(), JobID: "job-own", Token: "tok"})
 	got := rec.messages()
 	if len(got) != len(want) {
 		t.Fatalf("%d messages, want %d", len(got), len(want))
