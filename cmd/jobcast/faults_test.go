@@ -221,7 +221,13 @@ func finish(t *testing.T, p *client.Producer, base string, tk *client.Ticket, x 
 			t.Fatalf("watcher of %s: %v", tk.JobID, err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("watcher of %s never saw the end", tk.JobID)
+		seqs := x.messageSeqs()
+		last := int64(-1)
+		if len(seqs) > 0 {
+			last = seqs[len(seqs)-1]
+		}
+		t.Fatalf("watcher of %s never saw the end: %d messages, last seq %d, close codes %v, state %+v, stats %+v",
+			tk.JobID, len(seqs), last, x.closeCodes(), x.w.State(), x.w.Stats())
 	}
 	st, err := p.GetJob(ctx, tk.JobID)
 	if err != nil {
